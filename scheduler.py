@@ -1,0 +1,1 @@
+"""Nightly scheduler entry point (``python scheduler.py``)."""

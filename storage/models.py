@@ -1,0 +1,267 @@
+"""The schema: crawl runs, videos (the work queue), frames, characters, references, detections.
+
+Portable SQLAlchemy 2.x types only, so the same models run on SQLite and PostgreSQL.
+Times are timezone-aware UTC. Embeddings are float16 bytes tagged with the model id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A DateTime that always comes back timezone-aware UTC (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class VideoState:
+    """Processing states of a video (the work queue)."""
+
+    DISCOVERED = "discovered"
+    DOWNLOADED = "downloaded"
+    FRAMES = "frames"
+    EMBEDDED = "embedded"
+    MATCHED = "matched"
+    FAILED = "failed"
+
+    PENDING = (DISCOVERED, DOWNLOADED, FRAMES, EMBEDDED)
+    ALL = (DISCOVERED, DOWNLOADED, FRAMES, EMBEDDED, MATCHED, FAILED)
+
+
+class ListingStatus:
+    """Outcome of crawling one listing."""
+
+    RUNNING = "running"
+    OK = "ok"
+    BLOCKED = "blocked"
+    LOGIN_REQUIRED = "login_required"
+    NOT_FOUND = "not_found"
+    LAYOUT_CHANGED = "layout_changed"
+    ERROR = "error"
+
+    FAILURES = (BLOCKED, LOGIN_REQUIRED, NOT_FOUND, LAYOUT_CHANGED, ERROR)
+
+
+class CrawlRun(Base):
+    """One listing crawled once (a CLI crawl of several listings shares a batch id)."""
+
+    __tablename__ = "crawl_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch: Mapped[str] = mapped_column(String(64), index=True, default="")
+    platform: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # hashtag | user | search | rss
+    target: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(32), default=ListingStatus.RUNNING)
+    message: Mapped[str | None] = mapped_column(Text)
+    items_seen: Mapped[int] = mapped_column(Integer, default=0)
+    items_new: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    debug_path: Mapped[str | None] = mapped_column(String(1024))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Video(Base):
+    """One platform video, unique per (platform, platform_id); also the work-queue row."""
+
+    __tablename__ = "videos"
+    __table_args__ = (
+        UniqueConstraint("platform", "platform_id", name="uq_video_platform_id"),
+        Index("ix_videos_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_id: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(String(2048))
+    author: Mapped[str | None] = mapped_column(String(256))
+    caption: Mapped[str | None] = mapped_column(Text)
+    hashtags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    posted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    view_count: Mapped[int | None] = mapped_column(Integer)
+    like_count: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    thumbnail_url: Mapped[str | None] = mapped_column(String(2048))
+    ai_label: Mapped[str | None] = mapped_column(String(128))
+    listing: Mapped[str | None] = mapped_column(String(512))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # work queue
+    state: Mapped[str] = mapped_column(String(32), default=VideoState.DISCOVERED)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # media evidence
+    media_path: Mapped[str | None] = mapped_column(String(1024))
+    media_sha256: Mapped[str | None] = mapped_column(String(64))
+    media_bytes: Mapped[int | None] = mapped_column(Integer)
+    c2pa_state: Mapped[str | None] = mapped_column(String(32))
+    c2pa_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    frames: Mapped[list[Frame]] = relationship(
+        back_populates="video", cascade="all, delete-orphan", order_by="Frame.t"
+    )
+
+
+class Frame(Base):
+    """A sampled frame: its time, PDQ hash and quality, and an evidence thumbnail."""
+
+    __tablename__ = "frames"
+    __table_args__ = (UniqueConstraint("video_id", "t", name="uq_frame_video_t"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    t: Mapped[float] = mapped_column(Float)
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
+    thumb_path: Mapped[str | None] = mapped_column(String(1024))
+    image_path: Mapped[str | None] = mapped_column(String(1024))
+
+    video: Mapped[Video] = relationship(back_populates="frames")
+    embeddings: Mapped[list[Embedding]] = relationship(
+        back_populates="frame", cascade="all, delete-orphan"
+    )
+
+
+class Embedding(Base):
+    """One image embedding of a frame region (``full`` or a crop name), float16 bytes."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (
+        UniqueConstraint("frame_id", "region", "model_id", name="uq_embedding_frame_region_model"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), index=True)
+    region: Mapped[str] = mapped_column(String(32), default="full")
+    model_id: Mapped[str] = mapped_column(String(256), index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    frame: Mapped[Frame] = relationship(back_populates="embeddings")
+
+
+class Character(Base):
+    """A registered character that rights holders want found."""
+
+    __tablename__ = "characters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    franchise: Mapped[str | None] = mapped_column(String(256))
+    rights_holder: Mapped[str | None] = mapped_column(String(256))
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    prompts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    references: Mapped[list[Reference]] = relationship(
+        back_populates="character", cascade="all, delete-orphan"
+    )
+
+
+class Reference(Base):
+    """A reference image of a character, copied under ``data_dir/references``."""
+
+    __tablename__ = "references"
+    __table_args__ = (UniqueConstraint("character_id", "sha256", name="uq_reference_sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    character_id: Mapped[int] = mapped_column(
+        ForeignKey("characters.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    negative: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    character: Mapped[Character] = relationship(back_populates="references")
+
+
+class Detection(Base):
+    """A flag: one (video, character) pair over threshold, with its explanation."""
+
+    __tablename__ = "detections"
+    __table_args__ = (
+        UniqueConstraint("video_id", "character_id", name="uq_detection_video_character"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    character_id: Mapped[int] = mapped_column(
+        ForeignKey("characters.id", ondelete="CASCADE"), index=True
+    )
+    score: Mapped[float] = mapped_column(Float)
+    match_type: Mapped[str] = mapped_column(String(32), default="semantic")  # copy | semantic
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    best_frame_t: Mapped[float | None] = mapped_column(Float)
+    best_frame_thumb: Mapped[str | None] = mapped_column(String(1024))
+    best_reference_id: Mapped[int | None] = mapped_column(
+        ForeignKey("references.id", ondelete="SET NULL")
+    )
+    model_id: Mapped[str | None] = mapped_column(String(256))
+    review_state: Mapped[str] = mapped_column(String(32), default="new")
+    review_note: Mapped[str | None] = mapped_column(Text)
+    detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    video: Mapped[Video] = relationship()
+    character: Mapped[Character] = relationship()
+
+
+class ReportRun(Base):
+    """A written report, so an index page can link past reports."""
+
+    __tablename__ = "report_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    html_path: Mapped[str] = mapped_column(String(1024))
+    csv_path: Mapped[str] = mapped_column(String(1024))
+    flags: Mapped[int] = mapped_column(Integer, default=0)
