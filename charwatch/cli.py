@@ -1,0 +1,583 @@
+"""The ``charwatch`` command line: parse arguments, call a job, print the result.
+
+Exit status 0 on success; on failure a one-line reason on stderr and a non-zero status
+(1 for a failed job, 2 for bad usage, 3 when a crawl listing ended blocked or broken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from charwatch import __version__
+from charwatch.config import PLATFORMS, Config, ConfigError, dump_toml, load_config
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CRAWL_PROBLEM = 3
+
+
+class UsageError(Exception):
+    """A bad combination of arguments."""
+
+
+def parse_time(text: str) -> dt.datetime:
+    """Read an ISO date or datetime; a time without a zone is UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any, limit: int = 48) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _print_runs(runs: Sequence[Any]) -> int:
+    """Print crawl-run statuses; returns the number of listings that ended in a problem."""
+    from storage import ListingStatus
+
+    problems = 0
+    for r in runs:
+        mark = "ok" if r.status == ListingStatus.OK else r.status.upper()
+        line = (
+            f"  [{mark}] {r.platform} {r.kind} {r.target}: "
+            f"{r.items_seen} seen, {r.items_new} new, {r.pages} page(s)"
+        )
+        if r.message:
+            line += f" - {r.message}"
+        if r.debug_path:
+            line += f" (page saved: {r.debug_path})"
+        print(line)
+        if r.status in ListingStatus.FAILURES:
+            problems += 1
+    return problems
+
+
+def _print_report(result: Any) -> None:
+    print(f"HTML report: {result.html_path}")
+    print(f"CSV:         {result.csv_path}")
+    print(f"Flags:       {result.flags}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_init(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+
+    store = open_store(cfg)
+    print(f"data folder: {cfg.data_dir.resolve()}")
+    print(f"database:    {store.url} (schema up to date)")
+    if args.write_config:
+        path = Path(args.write_config)
+        if path.exists() and not args.force:
+            raise UsageError(f"{path} exists (use --force to overwrite)")
+        path.write_text(dump_toml(cfg), encoding="utf-8")
+        print(f"config:      {path}")
+    return 0
+
+
+def cmd_characters(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from index import registry
+
+    store = open_store(cfg)
+    if args.action == "add":
+        ch = registry.add_character(
+            cfg,
+            store,
+            args.name,
+            franchise=args.franchise,
+            aliases=args.alias or (),
+            images=[Path(p) for p in args.image or ()],
+            prompts=args.prompt or (),
+            rights_holder=args.rights_holder,
+        )
+        print(f"registered {ch.name!r} ({len(ch.references)} reference image(s))")
+    elif args.action == "add-images":
+        ch = registry.add_images(
+            cfg, store, args.name, [Path(p) for p in args.images], negative=args.negative
+        )
+        print(f"{ch.name!r} now has {len(ch.references)} reference image(s)")
+    elif args.action == "import":
+        added = registry.import_tree(cfg, store, Path(args.root))
+        print(f"imported {len(added)} character(s) from {args.root}")
+    elif args.action == "remove":
+        if not registry.remove_character(cfg, store, args.name):
+            raise UsageError(f"no character named {args.name!r}")
+        print(f"removed {args.name!r}")
+    elif args.action == "show":
+        ch = registry.get_character(store, args.name)
+        if ch is None:
+            raise UsageError(f"no character named {args.name!r}")
+        print(json.dumps(_character_dict(ch, full=True), ensure_ascii=False, indent=2))
+    else:  # list
+        rows = registry.list_characters(store)
+        if args.format == "json":
+            print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        else:
+            _print_table(rows, ["name", "franchise", "aliases", "references"])
+    return 0
+
+
+def _character_dict(ch: Any, full: bool = False) -> dict[str, Any]:
+    out = {
+        "name": ch.name,
+        "franchise": ch.franchise,
+        "rights_holder": ch.rights_holder,
+        "aliases": ch.aliases,
+        "prompts": ch.prompts,
+        "references": len(ch.references),
+    }
+    if full:
+        out["reference_images"] = [
+            {"path": r.path, "sha256": r.sha256, "negative": r.negative} for r in ch.references
+        ]
+    return out
+
+
+def cmd_crawl(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import crawl, make_listing, open_store
+
+    store = open_store(cfg)
+    listing = make_listing(args.platform, hashtag=args.hashtag, user=args.user, search=args.search)
+    runs = crawl(cfg, store, [listing], max_items=args.max_items)
+    print(f"crawled {len(runs)} listing(s):")
+    problems = _print_runs(runs)
+    if not runs:
+        print("the crawl recorded no listing (see the crawl log under data/logs)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_CRAWL_PROBLEM if problems else 0
+
+
+def cmd_videos(cfg: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from charwatch.jobs import open_store
+    from storage import Video
+
+    store = open_store(cfg)
+    with store.session() as s:
+        q = select(Video).order_by(Video.id)
+        if args.platform:
+            q = q.where(Video.platform == args.platform)
+        if args.since:
+            q = q.where(Video.last_seen >= args.since)
+        if args.state:
+            q = q.where(Video.state == args.state)
+        videos = list(s.scalars(q))
+    cols = [
+        "platform",
+        "platform_id",
+        "url",
+        "author",
+        "caption",
+        "hashtags",
+        "posted_at",
+        "view_count",
+        "like_count",
+        "duration_s",
+        "ai_label",
+        "listing",
+        "state",
+        "attempts",
+        "error",
+        "first_seen",
+        "last_seen",
+    ]
+    rows = [{c: getattr(v, c) for c in cols} for v in videos]
+    if args.format == "jsonl":
+        for r in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            r["hashtags"] = " ".join(r["hashtags"] or [])
+            w.writerow({k: _jsonable(v) for k, v in r.items()})
+    else:
+        _print_table(rows, ["platform", "platform_id", "author", "caption", "state", "error"])
+    return 0
+
+
+def cmd_runs(cfg: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from charwatch.jobs import open_store
+    from storage import CrawlRun
+
+    store = open_store(cfg)
+    with store.session() as s:
+        runs = list(s.scalars(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(args.limit)))
+    cols = [
+        "id",
+        "batch",
+        "platform",
+        "kind",
+        "target",
+        "status",
+        "items_seen",
+        "items_new",
+        "pages",
+        "message",
+        "debug_path",
+        "started_at",
+        "finished_at",
+    ]
+    rows = [{c: getattr(r, c) for c in cols} for r in runs]
+    if args.format == "jsonl":
+        for r in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+    else:
+        _print_table(
+            rows,
+            ["id", "platform", "kind", "target", "status", "items_seen", "items_new", "started_at"],
+        )
+    return 0
+
+
+def _print_process(result: Any) -> None:
+    p, d = result.process, result.detect
+    print(f"processed: {p.summary() if hasattr(p, 'summary') else p}")
+    print(f"detection: {d.summary() if hasattr(d, 'summary') else d}")
+    if result.media_deleted:
+        print(f"retention: deleted {result.media_deleted} media file(s) of unflagged videos")
+
+
+def cmd_process(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, process
+
+    store = open_store(cfg)
+    stop = _stop_on_signals()
+    result = process(cfg, store, limit=args.limit, progress=not args.quiet, stop=stop)
+    _print_process(result)
+    return 0
+
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, report
+
+    store = open_store(cfg)
+    result = report(
+        cfg,
+        store,
+        since=args.since,
+        until=args.until,
+        character=args.character,
+        platform=args.platform,
+        out_dir=Path(args.out) if args.out else None,
+    )
+    _print_report(result)
+    return 0
+
+
+def cmd_evidence(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from reports.evidence import export_evidence
+
+    store = open_store(cfg)
+    path = export_evidence(cfg, store, args.detection_id, Path(args.out), zip=args.zip)
+    print(f"evidence: {path}")
+    return 0
+
+
+def _print_run(result: Any) -> int:
+    problems = _print_runs(result.runs)
+    if result.processed is not None:
+        _print_process(result.processed)
+    _print_report(result.report)
+    return problems
+
+
+def cmd_rescan(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, rescan
+
+    store = open_store(cfg)
+    platforms = [args.platform] if args.platform else None
+    result = rescan(
+        cfg,
+        store,
+        args.hashtag,
+        platforms=platforms,
+        max_items=args.max_items,
+        progress=not args.quiet,
+        stop=_stop_on_signals(),
+    )
+    problems = _print_run(result)
+    return EXIT_CRAWL_PROBLEM if problems and args.strict else 0
+
+
+def cmd_run_nightly(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, run_nightly
+
+    store = open_store(cfg)
+    if not cfg.watch:
+        print("no [[watch]] entries in the config: processing and reporting only", file=sys.stderr)
+    result = run_nightly(cfg, store, progress=not args.quiet, stop=_stop_on_signals())
+    problems = _print_run(result)
+    return EXIT_CRAWL_PROBLEM if problems and args.strict else 0
+
+
+def cmd_fixture_server(cfg: Config, args: argparse.Namespace) -> int:
+    from fixture_platform.server import serve_forever
+
+    media = Path(args.media_dir) if args.media_dir else cfg.data_dir / "fixture-media"
+    print(f"fixture platform on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    print("point platforms.*.base_url at it, e.g.", flush=True)
+    print(f"  CHARWATCH_PLATFORMS__TIKTOK__BASE_URL=http://127.0.0.1:{args.port}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_forever("127.0.0.1", args.port, media)
+    return 0
+
+
+def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.demo import run_demo
+
+    outcome = run_demo(
+        cfg, data_dir=Path(args.data_dir) if args.data_dir else None, progress=not args.quiet
+    )
+    return 0 if outcome.ok or not args.strict else EXIT_FAILED
+
+
+def cmd_scheduler(cfg: Config, args: argparse.Namespace) -> int:
+    from scheduler import run_scheduler
+
+    return run_scheduler(cfg, once=args.once)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT so long jobs finish or release the current video."""
+    import signal
+
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return stop
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print(f"\nsignal {signum}: finishing the current step (again to abort)", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="charwatch",
+        description=(
+            "Watch TikTok, YouTube Shorts and Instagram Reels for unlicensed uses of registered "
+            "characters: crawl listings, download and fingerprint new videos, match them against "
+            "the character registry and write CSV/HTML reports."
+        ),
+        epilog=(
+            "Configuration: --config PATH or $CHARWATCH_CONFIG (TOML); every key can be overridden "
+            "with CHARWATCH_<SECTION>__<KEY>, e.g. CHARWATCH_STORAGE__DATA_DIR=/srv/charwatch. "
+            "Start with `charwatch demo` to see the whole chain on the built-in fixture platform."
+        ),
+    )
+    p.add_argument("--config", help="TOML config file (default: $CHARWATCH_CONFIG, else defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more and show tracebacks")
+    p.add_argument("--version", action="version", version=f"charwatch {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, func: Any, desc: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=desc or help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("init", "create the data folder and database (and optionally a config file)", cmd_init)
+    sp.add_argument("--write-config", metavar="PATH", help="write the effective config as TOML")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing config file")
+
+    sp = add(
+        "characters",
+        "manage the character registry",
+        cmd_characters,
+        "Register characters with reference images, aliases and text prompts.",
+    )
+    csub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = csub.add_parser("add", help="register a character", description="Register a character.")
+    a.add_argument("name")
+    a.add_argument("--franchise", help="franchise or series name")
+    a.add_argument("--rights-holder", help="who owns the rights")
+    a.add_argument("--alias", action="append", help="another name (repeatable; any language)")
+    a.add_argument("--image", action="append", help="reference image file (repeatable)")
+    a.add_argument("--prompt", action="append", help="text prompt for CLIP models (repeatable)")
+    a = csub.add_parser("add-images", help="add reference images to a character")
+    a.add_argument("name")
+    a.add_argument("images", nargs="+")
+    a.add_argument("--negative", action="store_true", help="look-alikes that must NOT match")
+    a = csub.add_parser(
+        "import", help="import refs/<franchise>/<character>/*.png (+ optional character.toml)"
+    )
+    a.add_argument("root")
+    a = csub.add_parser("list", help="list registered characters")
+    a.add_argument("--format", choices=["table", "json"], default="table")
+    a = csub.add_parser("show", help="show one character")
+    a.add_argument("name")
+    a = csub.add_parser("remove", help="remove a character and its references")
+    a.add_argument("name")
+
+    sp = add(
+        "crawl",
+        "crawl one listing (hashtag, user feed or search) and store its videos",
+        cmd_crawl,
+        "Crawl one listing with the platform's spider and store new videos (deduplicated). "
+        "Exit status 3 when the listing was blocked, needs login, was not found or changed layout.",
+    )
+    sp.add_argument("--platform", required=True, choices=PLATFORMS)
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--hashtag", default="", help="hashtag/tag name (with or without #)")
+    g.add_argument("--user", default="", help="account handle (leading @ optional)")
+    g.add_argument("--search", default="", help="search query")
+    sp.add_argument("--max-items", type=int, help="stop after this many items")
+
+    sp = add("videos", "list stored videos", cmd_videos)
+    sp.add_argument("--platform", choices=PLATFORMS)
+    sp.add_argument("--since", type=parse_time, help="last seen at or after (ISO)")
+    sp.add_argument("--state", help="only videos in this processing state")
+    sp.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+
+    sp = add("runs", "list crawl runs, one row per listing crawled", cmd_runs)
+    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+    sp.add_argument("--limit", type=int, default=50)
+
+    sp = add(
+        "process",
+        "download, fingerprint and match pending videos",
+        cmd_process,
+        "Download pending videos (yt-dlp), sample frames (ffmpeg), hash (PDQ) and embed them, "
+        "then match against the registry. Safe to stop and rerun: work resumes where it stopped.",
+    )
+    sp.add_argument("--limit", type=int, help="process at most N videos")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    sp = add("report", "write the CSV and HTML report", cmd_report)
+    sp.add_argument("--since", type=parse_time, help="flags detected at or after (ISO)")
+    sp.add_argument("--until", type=parse_time, help="flags detected before (ISO)")
+    sp.add_argument("--character", help="only this character")
+    sp.add_argument("--platform", choices=PLATFORMS)
+    sp.add_argument("--out", help="output folder (default: <data_dir>/reports)")
+
+    sp = add("evidence", "export the evidence bundle of one detection", cmd_evidence)
+    sp.add_argument("detection_id", type=int)
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--zip", action="store_true", help="write a .zip instead of a folder")
+
+    sp = add(
+        "rescan",
+        "crawl a hashtag now, process and report (on-demand)",
+        cmd_rescan,
+        "Crawl a hashtag on one or all platforms, process the new videos and write a report.",
+    )
+    sp.add_argument("--hashtag", required=True)
+    sp.add_argument("--platform", choices=PLATFORMS, help="default: all platforms")
+    sp.add_argument("--max-items", type=int)
+    sp.add_argument("--strict", action="store_true", help="exit 3 if any listing failed")
+    sp.add_argument("-q", "--quiet", action="store_true")
+
+    sp = add("run-nightly", "run the nightly job once (for cron/systemd timers)", cmd_run_nightly)
+    sp.add_argument("--strict", action="store_true", help="exit 3 if any listing failed")
+    sp.add_argument("-q", "--quiet", action="store_true")
+
+    sp = add("scheduler", "run the scheduler daemon (nightly crawls, re-checks)", cmd_scheduler)
+    sp.add_argument("--once", action="store_true", help="run due jobs once and exit")
+
+    sp = add(
+        "fixture-server",
+        "serve the built-in fixture platform on 127.0.0.1",
+        cmd_fixture_server,
+        "Serve listing pages shaped like TikTok, YouTube and Instagram, video pages and MP4s "
+        "with the demo characters, on 127.0.0.1 (for demos and tests; no internet needed).",
+    )
+    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--media-dir", help="cache folder for generated MP4s")
+
+    sp = add(
+        "demo",
+        "run the whole chain on the fixture platform and print the report path",
+        cmd_demo,
+        "Start the fixture platform, register the demo characters, crawl, process, match and "
+        "report, then compare the flags with what the fixture videos really show.",
+    )
+    sp.add_argument("--data-dir", help="where the demo keeps its data (default: <data_dir>/demo)")
+    sp.add_argument("--strict", action="store_true", help="exit 1 if a flag is wrong or missing")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        os.environ.setdefault("TQDM_MININTERVAL", "0.5")
+    try:
+        cfg = load_config(args.config)
+        return int(args.func(cfg, args) or 0)
+    except (UsageError, ConfigError) as exc:
+        print(f"charwatch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("charwatch: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for users; the traceback with -v
+        if args.verbose:
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"charwatch: error: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The demo: the whole chain on the built-in fixture platform, checked against its ground truth."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from charwatch import jobs
+from charwatch.config import PLATFORMS, Config
+from storage import Character, Detection, Store, Video
+
+DEMO_HASHTAG = "charwatchdemo"
+
+
+@dataclass
+class DemoOutcome:
+    """Flags compared with what the fixture videos really show."""
+
+    expected: set[tuple[str, str, str]] = field(default_factory=set)
+    flagged: set[tuple[str, str, str]] = field(default_factory=set)
+    videos: int = 0
+    report: Any = None
+    seconds: float = 0.0
+
+    @property
+    def missed(self) -> set[tuple[str, str, str]]:
+        return self.expected - self.flagged
+
+    @property
+    def false_flags(self) -> set[tuple[str, str, str]]:
+        return self.flagged - self.expected
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.expected) and not self.missed and not self.false_flags
+
+
+def demo_config(cfg: Config, data_dir: Path, base_url: str) -> Config:
+    """The user's config pointed at the fixture platform and a separate demo data folder."""
+    demo = copy.deepcopy(cfg)
+    demo.storage.data_dir = str(data_dir)
+    demo.storage.url = ""
+    demo.report.out_dir = ""
+    for name in PLATFORMS:
+        p = demo.platforms.get(name)
+        p.base_url = base_url
+        p.download_delay = 0.0
+        p.proxy = ""
+    demo.platforms.instagram.cookies = {"sessionid": "demo-session"}
+    demo.crawl.autothrottle = False
+    return demo
+
+
+def register_demo_characters(cfg: Config, store: Store) -> list[str]:
+    """Draw the demo characters' reference images and register the ones not yet registered."""
+    from fixture_platform.characters import DEMO_CHARACTERS, write_reference_images
+    from index import registry
+
+    with store.session() as s:
+        known = set(s.scalars(select(Character.name)))
+    refs = write_reference_images(cfg.data_dir / "demo-references")
+    added = []
+    for ch in DEMO_CHARACTERS:
+        if not ch.registered or ch.name in known:
+            continue
+        registry.add_character(
+            cfg,
+            store,
+            ch.name,
+            franchise=ch.franchise,
+            aliases=list(ch.aliases),
+            images=refs[ch.key],
+        )
+        added.append(ch.name)
+    return added
+
+
+def compare(store: Store, catalog: Any) -> DemoOutcome:
+    """Flags in the store against the fixture's ground truth, over the videos crawled."""
+    out = DemoOutcome()
+    with store.session() as s:
+        videos = list(s.scalars(select(Video)))
+        rows = s.execute(
+            select(Video.platform, Video.platform_id, Character.name)
+            .join(Detection, Detection.video_id == Video.id)
+            .join(Character, Character.id == Detection.character_id)
+        ).all()
+    out.videos = len(videos)
+    for v in videos:
+        name = catalog.expected_character(v.platform, v.platform_id)
+        if name:
+            out.expected.add((v.platform, v.platform_id, name))
+    out.flagged = {(p, i, n) for p, i, n in rows}
+    return out
+
+
+def run_demo(cfg: Config, *, data_dir: Path | None = None, progress: bool = True) -> DemoOutcome:
+    """Serve the fixture platform, register, crawl, process, report; print where the report is."""
+    from fixture_platform.server import FixtureServer
+
+    t0 = time.monotonic()
+    data_dir = data_dir or cfg.data_dir / "demo"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with FixtureServer(media_dir=data_dir / "fixture-media") as server:
+        dcfg = demo_config(cfg, data_dir, server.base_url)
+        store = jobs.open_store(dcfg)
+        print(f"fixture platform: {server.base_url}")
+        added = register_demo_characters(dcfg, store)
+        print(f"characters: {len(added)} registered" + (f" ({', '.join(added)})" if added else ""))
+        listings = [jobs.make_listing(p, hashtag=DEMO_HASHTAG) for p in PLATFORMS]
+        runs = jobs.crawl(dcfg, store, listings)
+        from charwatch.cli import _print_process, _print_runs
+
+        print(f"crawled {len(runs)} listing(s):")
+        _print_runs(runs)
+        result = jobs.process(dcfg, store, progress=progress)
+        _print_process(result)
+        outcome = compare(store, server.catalog)
+        outcome.report = jobs.report(dcfg, store)
+    outcome.seconds = time.monotonic() - t0
+    print(
+        f"demo result: {len(outcome.flagged & outcome.expected)}/{len(outcome.expected)} "
+        f"videos showing a demo character flagged, {len(outcome.false_flags)} false flag(s) "
+        f"among {outcome.videos} videos ({outcome.seconds:.0f} s)"
+    )
+    for p, i, n in sorted(outcome.missed):
+        print(f"  missed: {p} {i} ({n})")
+    for p, i, n in sorted(outcome.false_flags):
+        print(f"  false flag: {p} {i} ({n})")
+    print(f"HTML report: {outcome.report.html_path}")
+    print(f"CSV:         {outcome.report.csv_path}")
+    return outcome

@@ -1,0 +1,175 @@
+"""The jobs: crawl, process, report, rescan, nightly. The CLI and the scheduler both call these.
+
+Each job opens nothing on its own: it gets the typed config and the store from its caller.
+Heavy imports (torch, Scrapy, FAISS) happen inside the job that needs them, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from charwatch.config import PLATFORMS, Config, ConfigError
+from storage import CrawlRun, ListingStatus, ReportRun, Store, utcnow
+
+if TYPE_CHECKING:
+    from crawler.run import Listing
+
+
+def open_store(cfg: Config) -> Store:
+    """Open (and migrate) the configured database; the data folder is created."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return Store(cfg.storage.database_url)
+
+
+def make_listing(platform: str, *, hashtag: str = "", user: str = "", search: str = "") -> Listing:
+    """Build one listing from CLI/config words, with a clear error for a bad combination."""
+    from crawler.run import Listing
+
+    if platform not in PLATFORMS:
+        raise ConfigError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+    given = [(k, v) for k, v in (("hashtag", hashtag), ("user", user), ("search", search)) if v]
+    if len(given) != 1:
+        raise ConfigError("give exactly one of --hashtag, --user, --search")
+    kind, target = given[0]
+    if kind == "hashtag":
+        target = target.lstrip("#")
+    return Listing(platform=platform, kind=kind, target=target)
+
+
+def crawl(
+    cfg: Config, store: Store, listings: list[Listing], *, max_items: int | None = None
+) -> list[CrawlRun]:
+    """Crawl listings with the Scrapy spiders; returns one CrawlRun per listing."""
+    from crawler.run import run_crawl
+
+    batch = run_crawl(cfg, listings, max_items=max_items)
+    with store.session() as s:
+        q = select(CrawlRun).where(CrawlRun.batch == batch).order_by(CrawlRun.id)
+        return list(s.scalars(q))
+
+
+@dataclass
+class ProcessResult:
+    """What one processing pass did."""
+
+    process: Any = None
+    detect: Any = None
+    media_deleted: int = 0
+
+
+def process(
+    cfg: Config,
+    store: Store,
+    *,
+    limit: int | None = None,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+) -> ProcessResult:
+    """Download, sample, hash and embed pending videos, then match them and apply retention."""
+    from index.matcher import detect_pending
+    from pipeline.embedders import load_embedder
+    from pipeline.retention import apply_retention
+    from pipeline.worker import process_pending
+
+    embedder = load_embedder(
+        cfg.embed.model, precision=cfg.embed.precision, threads=cfg.process.torch_threads
+    )
+    result = ProcessResult()
+    result.process = process_pending(
+        cfg, store, embedder, limit=limit, progress=progress, stop=stop
+    )
+    result.detect = detect_pending(cfg, store, embedder, limit=None, progress=progress)
+    result.media_deleted = apply_retention(cfg, store)
+    return result
+
+
+def report(
+    cfg: Config,
+    store: Store,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    character: str | None = None,
+    platform: str | None = None,
+    out_dir: Path | None = None,
+) -> Any:
+    """Write the CSV and HTML report for a period; returns the paths written."""
+    from reports.report import write_report
+
+    return write_report(
+        cfg,
+        store,
+        since=since,
+        until=until,
+        character=character,
+        platform=platform,
+        out_dir=out_dir,
+    )
+
+
+@dataclass
+class RunResult:
+    """A whole run (rescan or nightly): crawl statuses, processing, report."""
+
+    started_at: dt.datetime
+    runs: list[CrawlRun] = field(default_factory=list)
+    processed: ProcessResult | None = None
+    report: Any = None
+
+    @property
+    def crawl_failures(self) -> list[CrawlRun]:
+        return [r for r in self.runs if r.status in ListingStatus.FAILURES]
+
+
+def rescan(
+    cfg: Config,
+    store: Store,
+    hashtag: str,
+    *,
+    platforms: list[str] | None = None,
+    max_items: int | None = None,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """Crawl one hashtag now on the given platforms, process what is new, report from now."""
+    started = utcnow()
+    listings = [make_listing(p, hashtag=hashtag) for p in (platforms or list(PLATFORMS))]
+    result = RunResult(started_at=started)
+    result.runs = crawl(cfg, store, listings, max_items=max_items)
+    result.processed = process(cfg, store, progress=progress, stop=stop)
+    result.report = report(cfg, store, since=started)
+    return result
+
+
+def watch_listings(cfg: Config) -> list[Listing]:
+    """The configured watchlist as listings."""
+    return [
+        make_listing(w.platform, hashtag=w.hashtag, user=w.user, search=w.search) for w in cfg.watch
+    ]
+
+
+def last_report_time(store: Store) -> dt.datetime | None:
+    """When the newest report was written (the start of the next nightly period)."""
+    with store.session() as s:
+        return s.scalar(select(ReportRun.created_at).order_by(ReportRun.created_at.desc()).limit(1))
+
+
+def run_nightly(
+    cfg: Config, store: Store, *, progress: bool = False, stop: threading.Event | None = None
+) -> RunResult:
+    """The nightly job once: crawl the watchlist, process, report since the last report."""
+    started = utcnow()
+    since = last_report_time(store) or started - dt.timedelta(days=1)
+    result = RunResult(started_at=started)
+    listings = watch_listings(cfg)
+    if listings:
+        result.runs = crawl(cfg, store, listings)
+    result.processed = process(cfg, store, progress=progress, stop=stop)
+    result.report = report(cfg, store, since=since)
+    return result

@@ -1,0 +1,75 @@
+"""Shared test fixtures: the fixture platform on 127.0.0.1, temp configs, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDED = REPO.parent / "shared" / "recorded"
+
+
+@pytest.fixture(scope="session")
+def recorded_dir() -> Path:
+    """The real recorded platform responses beside the repo (skip when absent)."""
+    if not RECORDED.is_dir():
+        pytest.skip("../shared/recorded is not present")
+    return RECORDED
+
+
+@pytest.fixture(scope="session")
+def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One fixture platform for the whole session (MP4s cached across tests)."""
+    from fixture_platform.server import FixtureServer
+
+    media = tmp_path_factory.mktemp("fixture-media")
+    with FixtureServer(media_dir=media) as srv:
+        yield srv
+
+
+def write_config(path: Path, data_dir: Path, base_url: str, extra: str = "") -> Path:
+    """A TOML config for tests: temp data dir, every platform on the fixture, no delays."""
+    platforms = "\n".join(
+        f'[platforms.{p}]\nbase_url = "{base_url}"\ndownload_delay = 0.0\n'
+        + ('cookies = { sessionid = "test-session" }\n' if p == "instagram" else "")
+        for p in ("tiktok", "youtube", "instagram")
+    )
+    path.write_text(
+        f'[storage]\ndata_dir = "{data_dir.as_posix()}"\n\n{platforms}\n'
+        f"[crawl]\nautothrottle = false\n\n{extra}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, fixture_server: object) -> Path:
+    return write_config(tmp_path / "charwatch.toml", tmp_path / "data", fixture_server.base_url)
+
+
+def charwatch_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("charwatch")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("charwatch")
+    return [found] if found else [sys.executable, "-m", "charwatch.cli"]
+
+
+def run_cli(
+    *args: str, config: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``charwatch`` command for real and capture its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHARWATCH_")}
+    full_env.update(env or {})
+    cmd = charwatch_exe()
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+    )
