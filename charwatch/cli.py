@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from charwatch import __version__
-from charwatch.config import PLATFORMS, Config, ConfigError, dump_toml, load_config
+from charwatch.config import PLATFORMS, Config, dump_toml, load_config
+from charwatch.errors import UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CRAWL_PROBLEM = 3
-
-
-class UsageError(Exception):
-    """A bad combination of arguments."""
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -565,8 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         return int(args.func(cfg, args) or 0)
-    except (UsageError, ConfigError) as exc:
-        print(f"charwatch: error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"charwatch: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("charwatch: interrupted", file=sys.stderr)
@@ -574,9 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for users; the traceback with -v
         if args.verbose:
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"charwatch: error: {reason}", file=sys.stderr)
+        print(f"charwatch: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from charwatch.errors import UsageError
+
 ENV_PREFIX = "CHARWATCH_"
 ENV_CONFIG = "CHARWATCH_CONFIG"
 
@@ -30,7 +32,7 @@ DEFAULT_USER_AGENT = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """Raised for an unreadable config file, an unknown key or a bad value."""
 
 

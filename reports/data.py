@@ -11,10 +11,11 @@ import pandas as pd
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from charwatch.errors import UsageError
 from storage import Character, CrawlRun, Detection, Frame, ListingStatus, Video, VideoState
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """A report or evidence export cannot be written as asked (bad filter, unknown id)."""
 
 
