@@ -1,1 +1,1 @@
-"""crawler/spiders."""
+"""One spider per platform (``tiktok``, ``youtube``, ``instagram``) on a shared base."""
