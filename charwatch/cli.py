@@ -176,7 +176,9 @@ def cmd_crawl(cfg: Config, args: argparse.Namespace) -> int:
     from charwatch.jobs import crawl, make_listing, open_store
 
     store = open_store(cfg)
-    listing = make_listing(args.platform, hashtag=args.hashtag, user=args.user, search=args.search)
+    listing = make_listing(
+        args.platform, hashtag=args.hashtag, user=args.user, search=args.search, rss=args.rss
+    )
     runs = crawl(cfg, store, [listing], max_items=args.max_items)
     print(f"crawled {len(runs)} listing(s):")
     problems = _print_runs(runs)
@@ -474,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hashtag", default="", help="hashtag/tag name (with or without #)")
     g.add_argument("--user", default="", help="account handle (leading @ optional)")
     g.add_argument("--search", default="", help="search query")
+    g.add_argument("--rss", default="", help="YouTube channel or playlist id (Atom feed)")
     sp.add_argument("--max-items", type=int, help="stop after this many items")
 
     sp = add("videos", "list stored videos", cmd_videos)

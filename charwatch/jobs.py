@@ -18,7 +18,7 @@ from charwatch.config import PLATFORMS, Config, ConfigError
 from storage import CrawlRun, ListingStatus, ReportRun, Store, utcnow
 
 if TYPE_CHECKING:
-    from crawler.run import Listing
+    from crawler.listing import Listing
 
 
 def open_store(cfg: Config) -> Store:
@@ -27,19 +27,20 @@ def open_store(cfg: Config) -> Store:
     return Store(cfg.storage.database_url)
 
 
-def make_listing(platform: str, *, hashtag: str = "", user: str = "", search: str = "") -> Listing:
+def make_listing(
+    platform: str, *, hashtag: str = "", user: str = "", search: str = "", rss: str = ""
+) -> Listing:
     """Build one listing from CLI/config words, with a clear error for a bad combination."""
-    from crawler.run import Listing
+    from crawler.listing import Listing
 
-    if platform not in PLATFORMS:
-        raise ConfigError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
-    given = [(k, v) for k, v in (("hashtag", hashtag), ("user", user), ("search", search)) if v]
+    given = [
+        (k, v)
+        for k, v in (("hashtag", hashtag), ("user", user), ("search", search), ("rss", rss))
+        if v
+    ]
     if len(given) != 1:
-        raise ConfigError("give exactly one of --hashtag, --user, --search")
-    kind, target = given[0]
-    if kind == "hashtag":
-        target = target.lstrip("#")
-    return Listing(platform=platform, kind=kind, target=target)
+        raise ConfigError("give exactly one of --hashtag, --user, --search, --rss")
+    return Listing(platform, *given[0])
 
 
 def crawl(

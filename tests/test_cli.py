@@ -41,7 +41,7 @@ def test_help_lists_every_command() -> None:
 def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     res = run_cli("crawl", "--platform", "tiktok")
     assert res.returncode == 2
-    assert "one of the arguments --hashtag --user --search is required" in res.stderr
+    assert "one of the arguments --hashtag --user --search --rss is required" in res.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("[storage]\nbogus = 1\n", encoding="utf-8")
     res = run_cli("init", config=bad)
