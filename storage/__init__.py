@@ -2,12 +2,15 @@
 
 from storage.db import Store, make_engine, migrate
 from storage.models import (
+    AllowedAccount,
     Base,
     Character,
+    CharacterThreshold,
     CrawlRun,
     Detection,
     Embedding,
     Frame,
+    JobRun,
     ListingStatus,
     Reference,
     ReportRun,
@@ -17,12 +20,15 @@ from storage.models import (
 )
 
 __all__ = [
+    "AllowedAccount",
     "Base",
+    "CharacterThreshold",
     "Character",
     "CrawlRun",
     "Detection",
     "Embedding",
     "Frame",
+    "JobRun",
     "ListingStatus",
     "Reference",
     "ReportRun",

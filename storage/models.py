@@ -145,6 +145,11 @@ class Video(Base):
     c2pa_state: Mapped[str | None] = mapped_column(String(32))
     c2pa_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
+    # re-check of flagged videos: is it still up on the platform?
+    availability: Mapped[str | None] = mapped_column(String(32))  # up | removed | unknown
+    availability_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    availability_note: Mapped[str | None] = mapped_column(Text)
+
     frames: Mapped[list[Frame]] = relationship(
         back_populates="video", cascade="all, delete-orphan", order_by="Frame.t"
     )
@@ -198,6 +203,9 @@ class Character(Base):
     rights_holder: Mapped[str | None] = mapped_column(String(256))
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     prompts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # match policy: how much of a video must match before it is flagged (None: config default)
+    min_frames: Mapped[int | None] = mapped_column(Integer)
+    min_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     references: Mapped[list[Reference]] = relationship(
@@ -247,6 +255,7 @@ class Detection(Base):
     model_id: Mapped[str | None] = mapped_column(String(256))
     review_state: Mapped[str] = mapped_column(String(32), default="new")
     review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     video: Mapped[Video] = relationship()
@@ -265,3 +274,65 @@ class ReportRun(Base):
     html_path: Mapped[str] = mapped_column(String(1024))
     csv_path: Mapped[str] = mapped_column(String(1024))
     flags: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobRun(Base):
+    """One run of a job (nightly, rescan, recheck): when, how it went, what it wrote."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # nightly | rescan | recheck
+    target: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(32), default="running")  # running|ok|failed|stopped
+    crawl_batch: Mapped[str | None] = mapped_column(String(64))
+    listings: Mapped[int] = mapped_column(Integer, default=0)
+    listings_failed: Mapped[int] = mapped_column(Integer, default=0)
+    videos_new: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    flags: Mapped[int] = mapped_column(Integer, default=0)
+    report_path: Mapped[str | None] = mapped_column(String(1024))
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class CharacterThreshold(Base):
+    """A calibrated decision threshold of one signal for one character and embedding model."""
+
+    __tablename__ = "character_thresholds"
+    __table_args__ = (
+        UniqueConstraint("character_id", "model_id", "signal", name="uq_threshold_char_model_sig"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    character_id: Mapped[int] = mapped_column(
+        ForeignKey("characters.id", ondelete="CASCADE"), index=True
+    )
+    model_id: Mapped[str] = mapped_column(String(256))
+    signal: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[float] = mapped_column(Float)
+    target_fpr: Mapped[float | None] = mapped_column(Float)
+    positives: Mapped[int] = mapped_column(Integer, default=0)
+    negatives: Mapped[int] = mapped_column(Integer, default=0)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AllowedAccount(Base):
+    """A licensed account (the rights holder's own, a partner) whose videos are never flagged."""
+
+    __tablename__ = "allowed_accounts"
+    __table_args__ = (
+        UniqueConstraint("platform", "author", "character_id", name="uq_allowed_account"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str] = mapped_column(String(256))  # handle, stored without a leading @
+    character_id: Mapped[int | None] = mapped_column(
+        ForeignKey("characters.id", ondelete="CASCADE")
+    )  # None: every character
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
