@@ -1,0 +1,421 @@
+"""Matching: claim ``embedded`` videos, run the signals, fuse them per (video, character),
+write :class:`storage.models.Detection` rows and move the videos to ``matched``.
+
+Fusion per (video, character):
+
+* **copy**: a PDQ match (a reference picture re-used, also mirrored or letterboxed) flags on
+  its own: ``match_type = "copy"``;
+* **semantic**: the image-embedding signal flags when at least ``detect.min_frames`` frames
+  reach the threshold (temporal consistency); its score is the mean of the ``detect.top_k``
+  best frames. A character registered with prompts but no reference images can be flagged by
+  the text-prompt signal under the same rule; otherwise text prompts only explain;
+* **context** (caption/hashtags naming the character, platform AI label, C2PA) never flags;
+  a caption match adds ``CAPTION_BONUS`` to the score of a flag.
+
+Re-running is idempotent: detections are upserted on (video, character), keeping their
+review state and first detection time; an unreviewed detection that no longer holds is
+removed, a reviewed one is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from tqdm import tqdm
+
+from charwatch.config import Config
+from index.refindex import ReferenceIndex, load_or_build
+from index.signals import (
+    COPY,
+    SEMANTIC,
+    FrameRow,
+    Signal,
+    SignalResult,
+    VideoEvidence,
+    embed_threshold,
+    make_signals,
+)
+from storage import queue
+from storage.db import Store
+from storage.models import Character, Detection, Embedding, Frame, Video, VideoState, utcnow
+
+log = logging.getLogger(__name__)
+
+CLAIM_CHUNK = 16
+CAPTION_BONUS = 0.05
+
+
+class ReembedNeeded(RuntimeError):
+    """The stored frame vectors were made by another model than the current embedder."""
+
+
+@dataclass
+class DetectStats:
+    """What one call of :func:`detect_pending` did."""
+
+    claimed: int = 0
+    matched: int = 0  # videos moved to "matched"
+    failed: int = 0  # ended as "failed" (e.g. re-embed needed)
+    retrying: int = 0  # transient failure, retried later
+    lost: int = 0  # lease lost to another worker
+    flags: int = 0  # detections written (new or updated)
+    copy: int = 0
+    semantic: int = 0
+    removed: int = 0  # unreviewed detections that no longer hold
+    index_built: bool = False
+    model_id: str = ""
+    threshold: float = 0.0
+    seconds: float = 0.0
+    note: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        text = (
+            f"{self.matched} video(s) matched, {self.flags} flag(s) "
+            f"({self.copy} copy, {self.semantic} semantic), {self.failed} failed"
+        )
+        if self.retrying:
+            text += f", {self.retrying} to retry"
+        if self.removed:
+            text += f", {self.removed} stale flag(s) removed"
+        if self.note:
+            text += f"; {self.note}"
+        return text
+
+
+@dataclass
+class Decision:
+    """The fused verdict for one (video, character) that is flagged."""
+
+    character_id: int
+    match_type: str
+    score: float
+    best_frame_t: float | None
+    best_frame_thumb: str | None
+    best_reference_id: int | None
+    signals: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a video
+
+
+def decode_vector(blob: bytes, dim: int) -> np.ndarray:
+    """Stored float16 bytes -> float32 vector, re-normalised (fp16 rounding)."""
+    v = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+    if v.size != dim:
+        raise ReembedNeeded(f"stored vector has {v.size} values, the embedder makes {dim}")
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def load_evidence(store: Store, video_id: int, model_id: str, dim: int) -> VideoEvidence:
+    """One video's row, frames and region vectors of ``model_id``.
+
+    Raises :class:`ReembedNeeded` when the video has frames but no vectors of ``model_id``.
+    """
+    with store.session() as s:
+        video = s.get(Video, video_id)
+        if video is None:
+            raise LookupError(f"video {video_id} does not exist")
+        frames = list(s.scalars(select(Frame).where(Frame.video_id == video_id).order_by(Frame.t)))
+        rows = s.execute(
+            select(Embedding.frame_id, Embedding.region, Embedding.model_id, Embedding.vector)
+            .join(Frame, Frame.id == Embedding.frame_id)
+            .where(Frame.video_id == video_id)
+            .order_by(Embedding.frame_id, Embedding.id)
+        ).all()
+        ev = VideoEvidence(
+            video_id=video.id,
+            caption=video.caption or "",
+            hashtags=list(video.hashtags or []),
+            ai_label=video.ai_label,
+            c2pa_state=video.c2pa_state,
+            c2pa_info=dict(video.c2pa_info) if video.c2pa_info else None,
+            frames=[
+                FrameRow(
+                    frame_id=f.id,
+                    t=float(f.t),
+                    pdq=f.pdq,
+                    pdq_quality=f.pdq_quality,
+                    thumb_path=f.thumb_path,
+                    image_path=f.image_path,
+                )
+                for f in frames
+            ],
+            model_id=model_id,
+        )
+    position = {f.frame_id: i for i, f in enumerate(ev.frames)}
+    mine = [r for r in rows if r.model_id == model_id]
+    if frames and not mine:
+        others = sorted({r.model_id for r in rows})
+        found = f"model {', '.join(others)}" if others else "no model at all"
+        raise ReembedNeeded(
+            f"re-embed needed: the frames of video {video_id} have vectors from {found}, "
+            f"not from the current embedder {model_id}; process the video again with this "
+            "embedder (or switch embed.model back)"
+        )
+    if mine:
+        ev.vectors = np.stack([decode_vector(r.vector, dim) for r in mine])
+        ev.vector_frame = np.array([position[r.frame_id] for r in mine], dtype=np.int64)
+        ev.vector_region = [r.region for r in mine]
+    else:
+        ev.vectors = np.zeros((0, dim), dtype=np.float32)
+    return ev
+
+
+# ---------------------------------------------------------------------------------------------
+# fusion
+
+
+def run_signals(
+    video: VideoEvidence, ri: ReferenceIndex, signals: list[Signal]
+) -> dict[str, list[SignalResult]]:
+    """Every signal's results for one video."""
+    return {sig.name: sig.compare(video, ri.refs, ri.part(sig.name)) for sig in signals}
+
+
+def fuse(
+    cfg: Config,
+    video: VideoEvidence,
+    ri: ReferenceIndex,
+    results: dict[str, list[SignalResult]],
+) -> list[Decision]:
+    """The flagged characters of one video, with their explanation (see module docstring)."""
+    by_char: dict[int, dict[str, SignalResult]] = {}
+    video_wide: dict[str, SignalResult] = {}
+    for name, items in results.items():
+        for r in items:
+            if r.character_id is None:
+                video_wide[name] = r
+            else:
+                by_char.setdefault(r.character_id, {})[name] = r
+    thumbs = {f.t: f.thumb_path for f in video.frames}
+    out = []
+    for cid, sigs in by_char.items():
+        if cid not in ri.refs.characters:
+            continue
+        pdq, emb, txt, cap = (sigs.get(n) for n in ("pdq", "embedding", "text_prompt", "caption"))
+        has_images = bool(ri.refs.positives(cid))
+        copy = pdq is not None and pdq.matched
+        semantic_src = None
+        if emb is not None and emb.matched:
+            semantic_src = emb
+        elif txt is not None and txt.matched and not has_images:
+            semantic_src = txt
+        if not copy and semantic_src is None:
+            continue
+        if copy:
+            assert pdq is not None
+            primary, match_type = pdq, COPY
+            score = max(pdq.score, semantic_src.score if semantic_src else 0.0)
+        else:
+            assert semantic_src is not None
+            primary, match_type = semantic_src, SEMANTIC
+            score = semantic_src.score
+        bonus = CAPTION_BONUS if cap is not None and cap.matched else 0.0
+        score = min(1.0, score + bonus)
+        explanation = {name: r.as_json() for name, r in sigs.items()}
+        explanation.update({name: r.as_json() for name, r in video_wide.items()})
+        explanation["fusion"] = {
+            "match_type": match_type,
+            "decided_by": primary.signal,
+            "caption_bonus": bonus,
+            "embed_threshold": embed_threshold(cfg.detect, ri.embedder_id),
+            "pdq_max_distance": cfg.detect.pdq_max_distance,
+            "top_k": cfg.detect.top_k,
+            "min_frames": cfg.detect.min_frames,
+            "frames": len(video.frames),
+        }
+        ref_id = primary.reference_id
+        if ref_id is None and emb is not None:
+            ref_id = emb.reference_id
+        out.append(
+            Decision(
+                character_id=cid,
+                match_type=match_type,
+                score=round(float(score), 4),
+                best_frame_t=primary.frame_t,
+                best_frame_thumb=thumbs.get(primary.frame_t)
+                if primary.frame_t is not None
+                else None,
+                best_reference_id=ref_id,
+                signals=explanation,
+            )
+        )
+    return out
+
+
+def detect_video(
+    cfg: Config, video: VideoEvidence, ri: ReferenceIndex, signals: list[Signal]
+) -> list[Decision]:
+    """Signals + fusion for one loaded video (no database writes)."""
+    return fuse(cfg, video, ri, run_signals(video, ri, signals))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def write_decisions(
+    store: Store,
+    owner: str,
+    video_id: int,
+    decisions: list[Decision],
+    model_id: str,
+    lease_s: int,
+) -> tuple[int, int] | None:
+    """Upsert the video's detections (under its lease); ``(written, removed)``, or None when
+    the lease was lost."""
+    with store.session() as s:
+        held = s.execute(
+            update(Video)
+            .where(Video.id == video_id, Video.lease_owner == owner)
+            .values(lease_expires=utcnow() + dt.timedelta(seconds=lease_s))
+            .execution_options(synchronize_session=False)
+        )
+        if held.rowcount != 1:
+            return None
+        existing = {
+            d.character_id: d
+            for d in s.scalars(select(Detection).where(Detection.video_id == video_id))
+        }
+        for dec in decisions:
+            det = existing.pop(dec.character_id, None)
+            if det is None:
+                det = Detection(video_id=video_id, character_id=dec.character_id)
+                s.add(det)
+            det.score = dec.score
+            det.match_type = dec.match_type
+            det.signals = dec.signals
+            det.best_frame_t = dec.best_frame_t
+            det.best_frame_thumb = dec.best_frame_thumb
+            det.best_reference_id = dec.best_reference_id
+            det.model_id = model_id
+        removed = 0
+        for stale in existing.values():
+            if (stale.review_state or "new") == "new":
+                s.delete(stale)
+                removed += 1
+        return len(decisions), removed
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def detect_pending(
+    cfg: Config,
+    store: Store,
+    embedder: Any,
+    *,
+    owner: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> DetectStats:
+    """Match every ``embedded`` video (at most ``limit``) against the registry.
+
+    The reference index is loaded (or rebuilt when the registry or embedder changed) once.
+    With no character registered nothing is claimed: the videos wait in ``embedded``.
+    """
+    t0 = time.monotonic()
+    stats = DetectStats(model_id=embedder.id, threshold=embed_threshold(cfg.detect, embedder.id))
+    owner = owner or queue.worker_id()
+    with store.session() as s:
+        registered = s.scalar(select(func.count()).select_from(Character)) or 0
+    if not registered:
+        stats.note = "no characters registered; videos stay 'embedded' until one is"
+        stats.seconds = round(time.monotonic() - t0, 3)
+        return stats
+    signals = make_signals(cfg.detect, embedder)
+    ri = load_or_build(cfg, store, embedder, signals)
+    stats.index_built = ri.built
+    with store.session() as s:
+        pending = s.scalar(
+            select(func.count()).select_from(Video).where(Video.state == VideoState.EMBEDDED)
+        )
+    total = min(pending or 0, limit) if limit is not None else (pending or 0)
+    bar = tqdm(total=total, desc="match", unit="video", disable=not progress)
+    try:
+        while limit is None or stats.claimed < limit:
+            n = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - stats.claimed)
+            ids = queue.claim(store, owner, n, cfg.process.lease_s, states=(VideoState.EMBEDDED,))
+            if not ids:
+                break
+            stats.claimed += len(ids)
+            for vid in ids:
+                _match_one(cfg, store, embedder, ri, signals, owner, vid, stats)
+                bar.update(1)
+    finally:
+        bar.close()
+    stats.seconds = round(time.monotonic() - t0, 3)
+    return stats
+
+
+def _match_one(
+    cfg: Config,
+    store: Store,
+    embedder: Any,
+    ri: ReferenceIndex,
+    signals: list[Signal],
+    owner: str,
+    vid: int,
+    stats: DetectStats,
+) -> None:
+    try:
+        video = load_evidence(store, vid, embedder.id, embedder.dim)
+        decisions = detect_video(cfg, video, ri, signals)
+        written = write_decisions(store, owner, vid, decisions, embedder.id, cfg.process.lease_s)
+        if written is None or not queue.advance(store, owner, vid, VideoState.MATCHED):
+            stats.lost += 1
+            return
+        stats.matched += 1
+        stats.flags += written[0]
+        stats.removed += written[1]
+        stats.copy += sum(d.match_type == COPY for d in decisions)
+        stats.semantic += sum(d.match_type == SEMANTIC for d in decisions)
+    except ReembedNeeded as exc:
+        outcome = queue.fail(
+            store, owner, vid, str(exc), transient=False, max_attempts=cfg.process.max_attempts
+        )
+        stats.failed += outcome == VideoState.FAILED
+        stats.errors.append(f"video {vid}: {exc}")
+    except Exception as exc:  # one bad video must not stop the batch
+        log.exception("matching video %s failed", vid)
+        outcome = queue.fail(
+            store,
+            owner,
+            vid,
+            f"match: {type(exc).__name__}: {exc}",
+            transient=True,
+            max_attempts=cfg.process.max_attempts,
+        )
+        if outcome == VideoState.FAILED:
+            stats.failed += 1
+        elif outcome == "retry":
+            stats.retrying += 1
+        stats.errors.append(f"video {vid}: {type(exc).__name__}: {exc}")
+
+
+def rematch(store: Store, video_ids: list[int] | None = None) -> int:
+    """Put ``matched`` videos back to ``embedded`` (after the registry or thresholds changed),
+    so the next :func:`detect_pending` matches them again; returns how many."""
+    with store.session() as s:
+        q = update(Video).where(Video.state == VideoState.MATCHED)
+        if video_ids:
+            q = q.where(Video.id.in_(video_ids))
+        res = s.execute(
+            q.values(state=VideoState.EMBEDDED, next_attempt_at=None).execution_options(
+                synchronize_session=False
+            )
+        )
+        return res.rowcount or 0
