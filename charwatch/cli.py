@@ -247,6 +247,8 @@ def cmd_runs(cfg: Config, args: argparse.Namespace) -> int:
     from storage import CrawlRun
 
     store = open_store(cfg)
+    if args.jobs:
+        return _print_job_runs(store, args)
     with store.session() as s:
         runs = list(s.scalars(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(args.limit)))
     cols = [
@@ -273,6 +275,52 @@ def cmd_runs(cfg: Config, args: argparse.Namespace) -> int:
             rows,
             ["id", "platform", "kind", "target", "status", "items_seen", "items_new", "started_at"],
         )
+    return 0
+
+
+def _print_job_runs(store: Any, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from storage import JobRun
+
+    with store.session() as s:
+        jobs = list(s.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(args.limit)))
+    cols = [
+        "id",
+        "kind",
+        "target",
+        "status",
+        "crawl_batch",
+        "listings",
+        "listings_failed",
+        "videos_new",
+        "processed",
+        "failed",
+        "flags",
+        "report_path",
+        "message",
+        "started_at",
+        "finished_at",
+    ]
+    rows = [{c: getattr(j, c) for c in cols} for j in jobs]
+    if args.format == "jsonl":
+        for r in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+    else:
+        _print_table(
+            rows,
+            ["id", "kind", "status", "listings", "videos_new", "processed", "flags", "started_at"],
+        )
+    return 0
+
+
+def cmd_recheck(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, recheck
+
+    stats = recheck(cfg, open_store(cfg))
+    print(f"re-check: {stats.summary()}")
+    for change in stats.changes:
+        print(f"  {change}")
     return 0
 
 
@@ -485,7 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--state", help="only videos in this processing state")
     sp.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
 
-    sp = add("runs", "list crawl runs, one row per listing crawled", cmd_runs)
+    sp = add(
+        "runs",
+        "list crawl runs (one row per listing crawled) or job runs",
+        cmd_runs,
+        "List crawl runs, one record per listing crawled with its status (ok, blocked, "
+        "login_required, not_found, layout_changed, error), or with --jobs the nightly, "
+        "rescan and re-check runs with their counts and report paths.",
+    )
+    sp.add_argument("--jobs", action="store_true", help="list job runs instead of crawl runs")
     sp.add_argument("--format", choices=["table", "jsonl"], default="table")
     sp.add_argument("--limit", type=int, default=50)
 
@@ -526,6 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run-nightly", "run the nightly job once (for cron/systemd timers)", cmd_run_nightly)
     sp.add_argument("--strict", action="store_true", help="exit 3 if any listing failed")
     sp.add_argument("-q", "--quiet", action="store_true")
+
+    add(
+        "recheck",
+        "re-check that confirmed detections' videos are still up",
+        cmd_recheck,
+        "Visit the URLs of detections reviewed as confirmed (or notice sent) and record whether "
+        "each video is still up, removed, or could not be checked.",
+    )
 
     sp = add("scheduler", "run the scheduler daemon (nightly crawls, re-checks)", cmd_scheduler)
     sp.add_argument("--once", action="store_true", help="run due jobs once and exit")

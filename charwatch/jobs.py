@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from charwatch.config import PLATFORMS, Config, ConfigError
-from storage import CrawlRun, ListingStatus, ReportRun, Store, utcnow
+from storage import CrawlRun, JobRun, ListingStatus, ReportRun, Store, utcnow
 
 if TYPE_CHECKING:
     from crawler.listing import Listing
@@ -119,6 +121,7 @@ class RunResult:
     """A whole run (rescan or nightly): crawl statuses, processing, report."""
 
     started_at: dt.datetime
+    job_id: int | None = None
     runs: list[CrawlRun] = field(default_factory=list)
     processed: ProcessResult | None = None
     report: Any = None
@@ -126,6 +129,51 @@ class RunResult:
     @property
     def crawl_failures(self) -> list[CrawlRun]:
         return [r for r in self.runs if r.status in ListingStatus.FAILURES]
+
+
+@contextmanager
+def record_job(store: Store, kind: str, target: str | None = None) -> Iterator[JobRun]:
+    """Record one job run: a ``running`` row first, its outcome and counts at the end.
+
+    The yielded row is detached; fill its fields and they are saved when the block ends
+    (``failed`` with the reason on an exception, ``stopped`` when the caller set that status).
+    """
+    with store.session() as s:
+        job = JobRun(kind=kind, target=target, status="running", started_at=utcnow())
+        s.add(job)
+    try:
+        yield job
+    except BaseException as exc:
+        job.status = "failed"
+        job.message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:1000]
+        raise
+    else:
+        if job.status == "running":
+            job.status = "ok"
+    finally:
+        job.finished_at = utcnow()
+        with store.session() as s:
+            s.merge(job)
+
+
+def _fill_job(job: JobRun, result: RunResult, stop: threading.Event | None) -> None:
+    if result.runs:
+        job.crawl_batch = result.runs[0].batch
+    job.listings = len(result.runs)
+    job.listings_failed = len(result.crawl_failures)
+    job.videos_new = sum(r.items_new for r in result.runs)
+    if result.processed is not None:
+        job.processed = getattr(result.processed.process, "processed", 0)
+        job.failed = getattr(result.processed.process, "failed", 0)
+    if result.report is not None:
+        job.flags = result.report.flags
+        job.report_path = str(result.report.html_path)
+    if job.listings_failed:
+        job.message = "; ".join(
+            f"{r.platform} {r.kind} {r.target}: {r.status}" for r in result.crawl_failures
+        )
+    if stop is not None and stop.is_set():
+        job.status = "stopped"
 
 
 def rescan(
@@ -139,12 +187,13 @@ def rescan(
     stop: threading.Event | None = None,
 ) -> RunResult:
     """Crawl one hashtag now on the given platforms, process what is new, report from now."""
-    started = utcnow()
     listings = [make_listing(p, hashtag=hashtag) for p in (platforms or list(PLATFORMS))]
-    result = RunResult(started_at=started)
-    result.runs = crawl(cfg, store, listings, max_items=max_items)
-    result.processed = process(cfg, store, progress=progress, stop=stop)
-    result.report = report(cfg, store, since=started)
+    with record_job(store, "rescan", target=f"#{listings[0].target}") as job:
+        result = RunResult(started_at=job.started_at, job_id=job.id)
+        result.runs = crawl(cfg, store, listings, max_items=max_items)
+        result.processed = process(cfg, store, progress=progress, stop=stop)
+        result.report = report(cfg, store, since=job.started_at)
+        _fill_job(job, result, stop)
     return result
 
 
@@ -165,12 +214,25 @@ def run_nightly(
     cfg: Config, store: Store, *, progress: bool = False, stop: threading.Event | None = None
 ) -> RunResult:
     """The nightly job once: crawl the watchlist, process, report since the last report."""
-    started = utcnow()
-    since = last_report_time(store) or started - dt.timedelta(days=1)
-    result = RunResult(started_at=started)
-    listings = watch_listings(cfg)
-    if listings:
-        result.runs = crawl(cfg, store, listings)
-    result.processed = process(cfg, store, progress=progress, stop=stop)
-    result.report = report(cfg, store, since=since)
+    with record_job(store, "nightly") as job:
+        since = last_report_time(store) or job.started_at - dt.timedelta(days=1)
+        result = RunResult(started_at=job.started_at, job_id=job.id)
+        listings = watch_listings(cfg)
+        if listings:
+            result.runs = crawl(cfg, store, listings)
+        if not (stop is not None and stop.is_set()):
+            result.processed = process(cfg, store, progress=progress, stop=stop)
+        result.report = report(cfg, store, since=since)
+        _fill_job(job, result, stop)
     return result
+
+
+def recheck(cfg: Config, store: Store) -> Any:
+    """Re-check confirmed/notified detections' videos: still up or taken down?"""
+    from pipeline.recheck import recheck_flagged
+
+    with record_job(store, "recheck") as job:
+        stats = recheck_flagged(cfg, store)
+        job.processed = stats.checked
+        job.message = stats.summary()
+    return stats
