@@ -1,4 +1,4 @@
-"""The scheduler daemon: the nightly crawl/process/report job on a cron trigger.
+"""The scheduler daemon: the nightly crawl/process/report job and the daily re-check.
 
 Run ``python scheduler.py [--config PATH]`` or ``charwatch scheduler``. Jobs live in APScheduler's
 SQLAlchemy job store inside the project database, with ``coalesce`` (a missed night runs once),
@@ -16,11 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from charwatch.config import Config, load_config
+from charwatch.config import Config, ConfigError, load_config
 
 log = logging.getLogger("charwatch.scheduler")
 
 NIGHTLY_JOB_ID = "nightly"
+RECHECK_JOB_ID = "recheck"
 
 
 @dataclass
@@ -32,26 +33,78 @@ class _Context:
 _context: _Context | None = None
 
 
+def _ctx() -> _Context:
+    if _context is None:
+        raise RuntimeError("scheduler context not set")
+    return _context
+
+
 def nightly_job() -> None:
     """The nightly job body (referenced by name from the persisted job store)."""
     from charwatch import jobs
 
-    if _context is None:
-        raise RuntimeError("scheduler context not set")
-    store = jobs.open_store(_context.cfg)
+    ctx = _ctx()
+    if ctx.stop.is_set():
+        return
+    store = jobs.open_store(ctx.cfg)
     try:
-        result = jobs.run_nightly(_context.cfg, store, progress=False, stop=_context.stop)
+        result = jobs.run_nightly(ctx.cfg, store, progress=False, stop=ctx.stop)
         log.info("nightly run done: report %s", getattr(result.report, "html_path", None))
     finally:
         store.dispose()
 
 
+def recheck_job() -> None:
+    """The re-check job body: are confirmed detections' videos still up?"""
+    from charwatch import jobs
+
+    ctx = _ctx()
+    if ctx.stop.is_set():
+        return
+    store = jobs.open_store(ctx.cfg)
+    try:
+        log.info("re-check done: %s", jobs.recheck(ctx.cfg, store).summary())
+    finally:
+        store.dispose()
+
+
+def make_trigger(expr: str, timezone: str) -> Any:
+    """A cron trigger from 5 fields (min hour dom mon dow) or 6 (seconds first)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expr.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expr, timezone=timezone)
+        if len(fields) == 6:
+            second, minute, hour, day, month, dow = fields
+            return CronTrigger(
+                second=second,
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=dow,
+                timezone=timezone,
+            )
+    except ValueError as exc:
+        raise ConfigError(f"bad cron expression {expr!r}: {exc}") from exc
+    raise ConfigError(f"cron expression {expr!r} needs 5 fields (or 6 with seconds)")
+
+
+def _ensure_job(sched: Any, job_id: str, func: str, name: str, trigger: Any) -> None:
+    """Add the job, or keep the stored one (and its missed run time) when unchanged."""
+    job = sched.get_job(job_id)
+    if job is not None and str(job.trigger) == str(trigger) and job.func_ref == func:
+        return
+    sched.add_job(func, trigger=trigger, id=job_id, name=name, replace_existing=True)
+
+
 def build_scheduler(cfg: Config, stop: threading.Event) -> Any:
-    """A BackgroundScheduler with the persisted nightly job (replaced on each start)."""
+    """A paused BackgroundScheduler over the persisted job store, jobs ensured."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.cron import CronTrigger
 
     from charwatch import jobs
 
@@ -68,14 +121,27 @@ def build_scheduler(cfg: Config, stop: threading.Event) -> Any:
         },
         timezone=cfg.schedule.timezone,
     )
-    trigger = CronTrigger.from_crontab(cfg.schedule.nightly, timezone=cfg.schedule.timezone)
-    sched.add_job(
+    # start paused: stored jobs load with their next run times, so a night missed while the
+    # daemon was down is still due (once, coalesced) when it resumes below
+    sched.start(paused=True)
+    tz = cfg.schedule.timezone
+    _ensure_job(
+        sched,
+        NIGHTLY_JOB_ID,
         "scheduler:nightly_job",
-        trigger=trigger,
-        id=NIGHTLY_JOB_ID,
-        name="nightly crawl, process and report",
-        replace_existing=True,
+        "nightly crawl, process and report",
+        make_trigger(cfg.schedule.nightly, tz),
     )
+    if cfg.schedule.recheck:
+        _ensure_job(
+            sched,
+            RECHECK_JOB_ID,
+            "scheduler:recheck_job",
+            "re-check confirmed detections",
+            make_trigger(cfg.schedule.recheck, tz),
+        )
+    elif sched.get_job(RECHECK_JOB_ID):
+        sched.remove_job(RECHECK_JOB_ID)
     return sched
 
 
@@ -87,7 +153,6 @@ def run_scheduler(cfg: Config, *, once: bool = False) -> int:
         _context = _Context(cfg=cfg, stop=stop)
         nightly_job()
         return 0
-    sched = build_scheduler(cfg, stop)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.warning("signal %s: stopping after the current step", signum)
@@ -95,10 +160,12 @@ def run_scheduler(cfg: Config, *, once: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sched.start()
-    job = sched.get_job(NIGHTLY_JOB_ID)
-    print(f"scheduler running; next nightly run: {job.next_run_time}", flush=True)
-    stop.wait()
+    sched = build_scheduler(cfg, stop)
+    sched.resume()
+    for job in sched.get_jobs():
+        print(f"scheduled {job.id}: next run {job.next_run_time}", flush=True)
+    while not stop.wait(1.0):
+        pass
     sched.shutdown(wait=True)
     print("scheduler stopped", flush=True)
     return 0
@@ -110,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run the nightly job now and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return run_scheduler(load_config(args.config), once=args.once)
+    try:
+        return run_scheduler(load_config(args.config), once=args.once)
+    except ConfigError as exc:
+        print(f"scheduler: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module, which is what the persisted job references point at
+    import scheduler as _scheduler
+
+    sys.exit(_scheduler.main())

@@ -134,7 +134,8 @@ class ReportConfig:
 
 @dataclass
 class ScheduleConfig:
-    nightly: str = "0 2 * * *"
+    nightly: str = "0 2 * * *"  # cron: 5 fields, or 6 with seconds first
+    recheck: str = "30 5 * * *"  # re-check confirmed detections; "" disables
     timezone: str = "UTC"
     misfire_grace_s: int = 3600
 
