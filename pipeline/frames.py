@@ -217,6 +217,8 @@ def sample_frames(path: Path, pcfg: ProcessConfig) -> list[SampledFrame]:
         raise FramesError(f"not a readable video: {info.error}")
     if not info.has_video:
         raise FramesError("no video stream (audio-only file)")
+    if info.video_codec in ("none", "unknown", ""):
+        raise FramesError("unsupported video codec: ffmpeg has no decoder for this stream")
     duration = info.duration or 0.0
     step = max(pcfg.frame_interval_s, duration / max(pcfg.max_frames, 1), 0.04)
     candidates, lines = _decode_candidates(path, pcfg, step)
