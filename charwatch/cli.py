@@ -119,6 +119,7 @@ def cmd_characters(cfg: Config, args: argparse.Namespace) -> int:
 
     store = open_store(cfg)
     if args.action == "add":
+        before = _reference_ids(registry.get_character(store, args.name))
         ch = registry.add_character(
             cfg,
             store,
@@ -130,11 +131,16 @@ def cmd_characters(cfg: Config, args: argparse.Namespace) -> int:
             rights_holder=args.rights_holder,
         )
         print(f"registered {ch.name!r} ({len(ch.references)} reference image(s))")
+        if not args.no_retro:
+            _retro_after_registering(cfg, store, ch, before, prompts=args.prompt or ())
     elif args.action == "add-images":
+        before = _reference_ids(registry.get_character(store, args.name))
         ch = registry.add_images(
             cfg, store, args.name, [Path(p) for p in args.images], negative=args.negative
         )
         print(f"{ch.name!r} now has {len(ch.references)} reference image(s)")
+        if not args.no_retro:
+            _retro_after_registering(cfg, store, ch, before)
     elif args.action == "import":
         added = registry.import_tree(cfg, store, Path(args.root))
         print(f"imported {len(added)} character(s) from {args.root}")
@@ -154,6 +160,35 @@ def cmd_characters(cfg: Config, args: argparse.Namespace) -> int:
         else:
             _print_table(rows, ["name", "franchise", "aliases", "references"])
     return 0
+
+
+def _reference_ids(ch: Any) -> set[int]:
+    return {r.id for r in ch.references} if ch is not None else set()
+
+
+def _retro_after_registering(
+    cfg: Config, store: Any, ch: Any, before: set[int], prompts: Sequence[str] = ()
+) -> None:
+    """The retroactive scan for a character's new references (and prompts), when any past
+    video has stored frame vectors to search."""
+    from charwatch.jobs import retro_scan
+    from index.retro import has_archived_frames
+
+    new_refs = sorted(_reference_ids(ch) - before)
+    if not new_refs and not prompts:
+        return
+    if not has_archived_frames(store):
+        print("retroactive scan: no processed videos yet, nothing to search")
+        return
+    result = retro_scan(cfg, store, [ch.id], reference_ids=new_refs, prompts=tuple(prompts))
+    print(f"retroactive scan: {result.summary()}")
+    for d in result.created:
+        print(
+            f"  flagged: detection {d['detection_id']} {d['url']} "
+            f"({d['match_type']}, score {d['score']:.2f})"
+        )
+    for d in result.removed:
+        print(f"  no longer flagged: {d['url']} ({d['character']})")
 
 
 def _character_dict(ch: Any, full: bool = False) -> dict[str, Any]:
@@ -452,6 +487,160 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def cmd_detections(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from index.review import list_detections
+
+    rows = list_detections(
+        open_store(cfg), state=args.state, character=args.character, limit=args.limit
+    )
+    if args.format == "jsonl":
+        for r in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+    else:
+        _print_table(
+            rows,
+            [
+                "id",
+                "character",
+                "platform",
+                "author",
+                "match_type",
+                "score",
+                "review_state",
+                "detected_at",
+                "url",
+            ],
+        )
+    return 0
+
+
+def cmd_review(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from index.review import set_review_state
+
+    change = set_review_state(open_store(cfg), args.detection_id, args.state, note=args.note)
+    line = f"detection {change.detection_id}: {change.old_state} -> {change.new_state}"
+    if change.note:
+        line += f" (note: {change.note})"
+    print(line)
+    return 0
+
+
+def cmd_allow(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from index import allowlist
+
+    store = open_store(cfg)
+    if args.action == "add":
+        row = allowlist.add_allowed(
+            store, args.platform, args.author, character=args.character, note=args.note
+        )
+        print(f"allowed {row['platform']} @{row['author']} for {row['scope']} (entry {row['id']})")
+    elif args.action == "remove":
+        row = allowlist.remove_allowed(store, args.entry_id)
+        print(f"removed entry {row['id']}: {row['platform']} @{row['author']} ({row['scope']})")
+    else:
+        rows = allowlist.list_allowed(store)
+        if args.format == "jsonl":
+            for r in rows:
+                print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+        else:
+            _print_table(rows, ["id", "platform", "author", "scope", "note", "created_at"])
+    return 0
+
+
+def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import calibrate, open_store
+
+    store = open_store(cfg)
+    if args.show:
+        from index.calibrate import stored_thresholds
+
+        rows = stored_thresholds(store)
+        _print_table(
+            rows,
+            ["character", "model_id", "signal", "threshold", "target_fpr", "recall", "fpr"],
+        )
+        return 0
+    results = calibrate(
+        cfg,
+        store,
+        character=args.character,
+        target_fpr=args.target_fpr,
+        augment=args.augment,
+        progress=not args.quiet,
+    )
+    print(f"calibrated {len(results)} threshold(s), target false-positive rate {args.target_fpr}:")
+    _print_table(
+        [r.row() for r in results],
+        ["character", "signal", "threshold", "default", "recall", "fpr", "positives", "negatives"],
+    )
+    for r in results:
+        if r.note:
+            print(f"  {r.character} {r.signal}: {r.note}")
+    return 0
+
+
+def cmd_reembed(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store, reembed
+
+    stats = reembed(cfg, open_store(cfg), dry_run=args.dry_run)
+    print(stats.summary())
+    for model, n in sorted(stats.other_models.items()):
+        print(f"  {model}: {n} vector(s)")
+    if stats.videos and not args.dry_run:
+        print("run `charwatch process` to embed and match them again")
+    return 0
+
+
+def cmd_archive(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import current_embedder, open_store, update_archive
+    from index.archive import archive_status, saved_archives
+
+    store = open_store(cfg)
+    if args.action == "rebuild":
+        arc = update_archive(cfg, store, rebuild=True, kind=args.kind)
+        d = arc.describe()
+        print(
+            f"archive rebuilt for {d['embedder_id']}: {d['ntotal']} vector(s), "
+            f"{d['kind']} {json.dumps(d['params']) if d['params'] else ''}".rstrip()
+        )
+        return 0
+    if args.action == "update":
+        arc = update_archive(cfg, store)
+        print(f"archive of {arc.embedder_id}: {arc.ntotal} vector(s) ({arc.kind})")
+        return 0
+    embedder = current_embedder(cfg)
+    status = archive_status(cfg, store, embedder.id)
+    status["saved"] = [
+        {k: a.get(k) for k in ("embedder_id", "kind", "ntotal", "updated_at", "error") if k in a}
+        for a in saved_archives(cfg)
+    ]
+    if args.format == "json":
+        print(json.dumps(status, ensure_ascii=False, indent=2, default=str))
+        return 0
+    arc = status["archive"]
+    print(f"embedder:           {status['embedder_id']}")
+    if arc:
+        print(
+            f"archive index:      {arc.get('kind')} with {arc.get('ntotal')} vector(s)"
+            f" (updated {arc.get('updated_at')})"
+        )
+    else:
+        print("archive index:      none yet (built on the next retroactive scan or update)")
+    print(
+        f"stored vectors:     {status['store_vectors']} ({status['pending_vectors']} not indexed)"
+    )
+    print(
+        f"to re-embed:        {status['frames_to_reembed']} frame(s) in "
+        f"{status['videos_to_reembed']} video(s) have no vector of this embedder"
+    )
+    for model, n in sorted(status["other_models"].items()):
+        print(f"other model:        {model}: {n} vector(s) (run `charwatch reembed`)")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -497,10 +686,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--alias", action="append", help="another name (repeatable; any language)")
     a.add_argument("--image", action="append", help="reference image file (repeatable)")
     a.add_argument("--prompt", action="append", help="text prompt for CLIP models (repeatable)")
+    a.add_argument(
+        "--no-retro",
+        action="store_true",
+        help="skip the retroactive scan of already processed videos",
+    )
     a = csub.add_parser("add-images", help="add reference images to a character")
     a.add_argument("name")
     a.add_argument("images", nargs="+")
     a.add_argument("--negative", action="store_true", help="look-alikes that must NOT match")
+    a.add_argument(
+        "--no-retro",
+        action="store_true",
+        help="skip the retroactive scan of already processed videos",
+    )
     a = csub.add_parser(
         "import", help="import refs/<franchise>/<character>/*.png (+ optional character.toml)"
     )
@@ -566,6 +765,113 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("detection_id", type=int)
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--zip", action="store_true", help="write a .zip instead of a folder")
+
+    from index.review import STATES
+
+    sp = add(
+        "detections",
+        "list detections (flags) with their review state",
+        cmd_detections,
+        "List detections newest first: character, video, match type, score and review state.",
+    )
+    sp.add_argument("--state", choices=STATES, help="only detections in this review state")
+    sp.add_argument("--character", help="only this character (exact name)")
+    sp.add_argument("--limit", type=int, help="at most N rows")
+    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+
+    sp = add(
+        "review",
+        "record a review verdict on a detection",
+        cmd_review,
+        "Move a detection through the review states: new -> needs_review -> confirmed or "
+        "rejected -> notice_sent -> removed. Moves the states do not allow are refused. "
+        "Calibration uses the confirmed and rejected verdicts.",
+    )
+    sp.add_argument("detection_id", type=int, help="the detection id (see `charwatch detections`)")
+    g = sp.add_mutually_exclusive_group(required=True)
+    for flag, state, text in (
+        ("--needs-review", "needs_review", "route it to a person"),
+        ("--confirm", "confirmed", "it is an unlicensed use"),
+        ("--reject", "rejected", "it is a false alarm"),
+        ("--notice-sent", "notice_sent", "a takedown notice was sent"),
+        ("--removed", "removed", "the platform took the video down"),
+    ):
+        g.add_argument(flag, dest="state", action="store_const", const=state, help=text)
+    sp.add_argument("--note", help="a note kept with the verdict")
+
+    sp = add(
+        "allow",
+        "manage the allow-list of licensed accounts",
+        cmd_allow,
+        "Licensed accounts (the rights holder's own channels, partners) are never flagged, "
+        "for every character or for one.",
+    )
+    asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = asub.add_parser("add", help="allow an account", description="Allow an account.")
+    a.add_argument("--platform", required=True, choices=PLATFORMS, help="the platform")
+    a.add_argument("--author", required=True, help="account handle (leading @ optional)")
+    a.add_argument("--character", help="only for this character (default: every character)")
+    a.add_argument("--note", help="why (licence, partner name)")
+    a = asub.add_parser("list", help="list allowed accounts")
+    a.add_argument("--format", choices=["table", "jsonl"], default="table")
+    a = asub.add_parser("remove", help="remove an entry by id (see `allow list`)")
+    a.add_argument("entry_id", type=int)
+
+    sp = add(
+        "calibrate",
+        "set per-character thresholds to a target false-positive rate",
+        cmd_calibrate,
+        "Score augmented reference images (positives) and background, look-alike, rejected and "
+        "unflagged frames (negatives) with the real signals, and store per character and "
+        "signal the threshold that keeps false positives at the target rate, for the "
+        "configured embedder.",
+    )
+    sp.add_argument("--character", help="only this character (default: all)")
+    sp.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.001,
+        help="target false-positive rate per frame (default: 0.001)",
+    )
+    sp.add_argument(
+        "--augment",
+        type=int,
+        metavar="N",
+        help="augmented frames per reference image (default: 4; more is slower and gives a "
+        "finer recall estimate)",
+    )
+    sp.add_argument("--show", action="store_true", help="list the stored thresholds and exit")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    sp = add(
+        "reembed",
+        "queue every video for re-embedding after an embedding-model change",
+        cmd_reembed,
+        "Send videos whose frames have no vector of the configured embedder back to the work "
+        "queue (to re-embed their stored frames, or to re-sample or re-download them when the "
+        "files are gone) and delete the vectors of other models, so models never mix. "
+        "Then run `charwatch process`.",
+    )
+    sp.add_argument("--dry-run", action="store_true", help="only count what would change")
+
+    sp = add(
+        "archive",
+        "status, update or rebuild of the archive index of all frame vectors",
+        cmd_archive,
+        "The archive index holds every stored frame vector of the configured embedder; the "
+        "retroactive scan searches it when a character is registered. Exact (flat) below "
+        "50,000 vectors, IVF above; updated incrementally.",
+    )
+    asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = asub.add_parser("status", help="what the archive holds, and what needs re-embedding")
+    a.add_argument("--format", choices=["text", "json"], default="text")
+    asub.add_parser("update", help="add the vectors stored since the last update")
+    a = asub.add_parser("rebuild", help="build the archive again from the store")
+    a.add_argument(
+        "--kind",
+        choices=["auto", "flat", "ivf", "hnsw"],
+        help="index kind (default: keep the saved choice, else auto)",
+    )
 
     sp = add(
         "rescan",

@@ -236,3 +236,101 @@ def recheck(cfg: Config, store: Store) -> Any:
         job.processed = stats.checked
         job.message = stats.summary()
     return stats
+
+
+# ---------------------------------------------------------------- detection upkeep
+
+
+def current_embedder(cfg: Config) -> Any:
+    """The configured embedder (``embed.model``), loaded."""
+    from pipeline.embedders import load_embedder
+
+    return load_embedder(
+        cfg.embed.model, precision=cfg.embed.precision, threads=cfg.process.torch_threads
+    )
+
+
+def retro_scan(
+    cfg: Config,
+    store: Store,
+    character_ids: list[int],
+    *,
+    reference_ids: list[int] | None = None,
+    prompts: tuple[str, ...] | list[str] = (),
+    embedder: Any = None,
+    progress: bool = False,
+) -> Any:
+    """Search past videos for newly registered characters or references and match them again."""
+    from index.retro import retro_scan as scan
+
+    return scan(
+        cfg,
+        store,
+        embedder or current_embedder(cfg),
+        character_ids,
+        reference_ids=reference_ids,
+        prompts=prompts,
+        progress=progress,
+    )
+
+
+def calibrate(
+    cfg: Config,
+    store: Store,
+    *,
+    character: str | None = None,
+    target_fpr: float = 0.001,
+    augment: int | None = None,
+    progress: bool = True,
+) -> Any:
+    """Calibrate per-character thresholds for the configured embedder and store them.
+    ``augment``: synthetic frames per reference image (default: the module's)."""
+    from index.calibrate import calibrate as run
+    from index.calibrate import check_request
+
+    check_request(store, character, target_fpr)  # before loading the model
+    sizes: dict[str, int] = {}
+    if augment is not None:
+        if augment < 1:
+            raise ConfigError(f"--augment must be at least 1, not {augment}")
+        sizes = {"semantic_per_ref": augment, "copy_per_ref": max(1, augment // 2)}
+    return run(
+        cfg,
+        store,
+        current_embedder(cfg),
+        character=character,
+        target_fpr=target_fpr,
+        progress=progress,
+        **sizes,
+    )
+
+
+def reembed(cfg: Config, store: Store, *, dry_run: bool = False) -> Any:
+    """After an embedding-model change: queue videos for re-embedding with the configured
+    model, delete other models' vectors and their archive indexes."""
+    from index.archive import drop_archive
+    from pipeline.reembed import reembed as run
+
+    embedder = current_embedder(cfg)
+    stats = run(cfg, store, embedder.id, dry_run=dry_run)
+    if not dry_run:
+        for model_id in stats.other_models:
+            drop_archive(cfg, model_id)
+    return stats
+
+
+def update_archive(
+    cfg: Config, store: Store, *, rebuild: bool = False, kind: str | None = None
+) -> Any:
+    """Bring the archive index of the configured embedder up to date (or rebuild it)."""
+    from index.archive import ArchiveIndex
+
+    embedder = current_embedder(cfg)
+    arc = ArchiveIndex.load_or_create(cfg, embedder.id, embedder.dim, kind=kind)
+    if rebuild:
+        arc.rebuild(store, kind=kind)
+    else:
+        arc.update(store)
+    if arc.dirty and arc.ready:
+        arc.save()
+    return arc

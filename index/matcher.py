@@ -12,6 +12,13 @@ Fusion per (video, character):
 * **context** (caption/hashtags naming the character, platform AI label, C2PA) never flags;
   a caption match adds ``CAPTION_BONUS`` to the score of a flag.
 
+Policies: a character's ``min_frames`` / ``min_seconds`` (``Character`` columns; None: the
+config default) decide how much of a video must match, for the semantic signals and, when set,
+for copies too; a calibrated threshold (``CharacterThreshold`` for the current embedder id and
+the signal) replaces the signal's default. Videos of an allow-listed account
+(``AllowedAccount``: platform + handle, for one character or all) are never flagged: the flag
+that would have been written is counted in :attr:`DetectStats.suppressed` instead.
+
 Re-running is idempotent: detections are upserted on (video, character), keeping their
 review state and first detection time; an unreviewed detection that no longer holds is
 removed, a reviewed one is kept.
@@ -30,6 +37,7 @@ from sqlalchemy import func, select, update
 from tqdm import tqdm
 
 from charwatch.config import Config
+from index.allowlist import normalize_handle
 from index.refindex import ReferenceIndex, load_or_build
 from index.signals import (
     COPY,
@@ -43,7 +51,16 @@ from index.signals import (
 )
 from storage import queue
 from storage.db import Store
-from storage.models import Character, Detection, Embedding, Frame, Video, VideoState, utcnow
+from storage.models import (
+    AllowedAccount,
+    Character,
+    Detection,
+    Embedding,
+    Frame,
+    Video,
+    VideoState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +85,8 @@ class DetectStats:
     copy: int = 0
     semantic: int = 0
     removed: int = 0  # unreviewed detections that no longer hold
+    suppressed: int = 0  # flags not written: the video's account is allow-listed
+    suppressed_flags: list[dict[str, Any]] = field(default_factory=list)
     index_built: bool = False
     model_id: str = ""
     threshold: float = 0.0
@@ -87,6 +106,8 @@ class DetectStats:
             text += f", {self.retrying} to retry"
         if self.removed:
             text += f", {self.removed} stale flag(s) removed"
+        if self.suppressed:
+            text += f", {self.suppressed} flag(s) suppressed (allow-listed accounts)"
         if self.note:
             text += f"; {self.note}"
         return text
@@ -138,6 +159,9 @@ def load_evidence(store: Store, video_id: int, model_id: str, dim: int) -> Video
             video_id=video.id,
             caption=video.caption or "",
             hashtags=list(video.hashtags or []),
+            platform=video.platform or "",
+            author=video.author,
+            duration_s=video.duration_s,
             ai_label=video.ai_label,
             c2pa_state=video.c2pa_state,
             c2pa_info=dict(video.c2pa_info) if video.c2pa_info else None,
@@ -171,6 +195,57 @@ def load_evidence(store: Store, video_id: int, model_id: str, dim: int) -> Video
     else:
         ev.vectors = np.zeros((0, dim), dtype=np.float32)
     return ev
+
+
+# ---------------------------------------------------------------------------------------------
+# allow-list
+
+
+@dataclass
+class AllowList:
+    """Licensed accounts: ``(platform, normalised handle)`` -> the character ids they may
+    show, or None for every character."""
+
+    entries: dict[tuple[str, str], set[int] | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: Store) -> AllowList:
+        out = cls()
+        with store.session() as s:
+            rows = s.execute(
+                select(AllowedAccount.platform, AllowedAccount.author, AllowedAccount.character_id)
+            ).all()
+        for platform, author, cid in rows:
+            key = ((platform or "").strip().lower(), normalize_handle(author))
+            if not key[1]:
+                continue
+            if cid is None:
+                out.entries[key] = None
+            elif key not in out.entries or out.entries[key] is not None:
+                scope = out.entries.setdefault(key, set())
+                assert scope is not None
+                scope.add(cid)
+        return out
+
+    def allows(self, platform: str, author: str | None, character_id: int) -> bool:
+        """True when this account may show this character (its videos are not flagged)."""
+        key = ((platform or "").strip().lower(), normalize_handle(author))
+        if not key[1] or key not in self.entries:
+            return False
+        scope = self.entries[key]
+        return scope is None or character_id in scope
+
+
+def apply_allow_list(
+    video: VideoEvidence, decisions: list[Decision], allow: AllowList
+) -> tuple[list[Decision], list[Decision]]:
+    """``(kept, suppressed)``: decisions whose character the video's account may show are
+    suppressed."""
+    kept: list[Decision] = []
+    dropped: list[Decision] = []
+    for d in decisions:
+        (dropped if allow.allows(video.platform, video.author, d.character_id) else kept).append(d)
+    return kept, dropped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,14 +301,19 @@ def fuse(
         score = min(1.0, score + bonus)
         explanation = {name: r.as_json() for name, r in sigs.items()}
         explanation.update({name: r.as_json() for name, r in video_wide.items()})
+        char = ri.refs.characters[cid]
         explanation["fusion"] = {
             "match_type": match_type,
             "decided_by": primary.signal,
             "caption_bonus": bonus,
-            "embed_threshold": embed_threshold(cfg.detect, ri.embedder_id),
-            "pdq_max_distance": cfg.detect.pdq_max_distance,
+            "embed_threshold": (emb.details.get("threshold") if emb is not None else None)
+            or embed_threshold(cfg.detect, ri.embedder_id),
+            "pdq_max_distance": (pdq.details.get("max_distance") if pdq is not None else None)
+            or cfg.detect.pdq_max_distance,
+            "calibrated": sorted(name for name, _ in char.thresholds),
             "top_k": cfg.detect.top_k,
-            "min_frames": cfg.detect.min_frames,
+            "min_frames": char.min_frames if char.min_frames is not None else cfg.detect.min_frames,
+            "min_seconds": char.min_seconds or 0.0,
             "frames": len(video.frames),
         }
         ref_id = primary.reference_id
@@ -321,9 +401,11 @@ def detect_pending(
     owner: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    video_ids: list[int] | None = None,
 ) -> DetectStats:
     """Match every ``embedded`` video (at most ``limit``) against the registry.
 
+    ``video_ids`` restricts claiming to those videos (others stay ``embedded``).
     The reference index is loaded (or rebuilt when the registry or embedder changed) once.
     With no character registered nothing is claimed: the videos wait in ``embedded``.
     """
@@ -339,21 +421,30 @@ def detect_pending(
     signals = make_signals(cfg.detect, embedder)
     ri = load_or_build(cfg, store, embedder, signals)
     stats.index_built = ri.built
+    allow = AllowList.load(store)
     with store.session() as s:
-        pending = s.scalar(
-            select(func.count()).select_from(Video).where(Video.state == VideoState.EMBEDDED)
-        )
+        q = select(func.count()).select_from(Video).where(Video.state == VideoState.EMBEDDED)
+        if video_ids is not None:
+            q = q.where(Video.id.in_(video_ids))
+        pending = s.scalar(q)
     total = min(pending or 0, limit) if limit is not None else (pending or 0)
     bar = tqdm(total=total, desc="match", unit="video", disable=not progress)
     try:
         while limit is None or stats.claimed < limit:
             n = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - stats.claimed)
-            ids = queue.claim(store, owner, n, cfg.process.lease_s, states=(VideoState.EMBEDDED,))
+            ids = queue.claim(
+                store,
+                owner,
+                n,
+                cfg.process.lease_s,
+                states=(VideoState.EMBEDDED,),
+                ids=video_ids,
+            )
             if not ids:
                 break
             stats.claimed += len(ids)
             for vid in ids:
-                _match_one(cfg, store, embedder, ri, signals, owner, vid, stats)
+                _match_one(cfg, store, embedder, ri, signals, owner, vid, stats, allow)
                 bar.update(1)
     finally:
         bar.close()
@@ -370,10 +461,25 @@ def _match_one(
     owner: str,
     vid: int,
     stats: DetectStats,
+    allow: AllowList | None = None,
 ) -> None:
     try:
         video = load_evidence(store, vid, embedder.id, embedder.dim)
         decisions = detect_video(cfg, video, ri, signals)
+        if allow is not None and allow.entries:
+            decisions, dropped = apply_allow_list(video, decisions, allow)
+            for d in dropped:
+                stats.suppressed += 1
+                stats.suppressed_flags.append(
+                    {
+                        "video_id": vid,
+                        "character_id": d.character_id,
+                        "platform": video.platform,
+                        "author": video.author,
+                        "match_type": d.match_type,
+                        "score": d.score,
+                    }
+                )
         written = write_decisions(store, owner, vid, decisions, embedder.id, cfg.process.lease_s)
         if written is None or not queue.advance(store, owner, vid, VideoState.MATCHED):
             stats.lost += 1

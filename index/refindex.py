@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -47,14 +48,17 @@ from index.signals import (
     VectorIndex,
     make_signals,
 )
+from pipeline.regions import VERSION as REGIONS_VERSION
+from pipeline.regions import regions
 from storage.db import Store
-from storage.models import Character, Reference
+from storage.models import Character, CharacterThreshold, Reference
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1  # bump when what goes into an index changes
-BANK_VERSION = 1
+INDEX_VERSION = 2  # bump when what goes into an index changes
+BANK_VERSION = 2
 BANK_SIZE = 128
+BANK_REGIONS = 6  # regions of each bank picture embedded besides the whole picture
 BANK_SEED = 20240611
 STALE_TMP_S = 3600
 
@@ -83,15 +87,32 @@ class ReferenceIndex:
 # the registry snapshot
 
 
-def load_reference_set(store: Store) -> ReferenceSet:
-    """Characters and reference rows as they are in the store now."""
+def load_reference_set(store: Store, model_id: str | None = None) -> ReferenceSet:
+    """Characters (with their match policy) and reference rows as they are in the store now.
+
+    With ``model_id``, each character also carries its calibrated thresholds for that
+    embedder (:class:`storage.models.CharacterThreshold` rows); they are not part of the
+    index fingerprint, since they change no index.
+    """
     with store.session() as s:
+        calibrated: dict[int, list[tuple[str, float]]] = {}
+        if model_id is not None:
+            for t in s.scalars(
+                select(CharacterThreshold)
+                .where(CharacterThreshold.model_id == model_id)
+                .order_by(CharacterThreshold.id)
+            ):
+                if t.threshold is not None and math.isfinite(float(t.threshold)):
+                    calibrated.setdefault(t.character_id, []).append((t.signal, float(t.threshold)))
         chars = {
             c.id: CharacterRef(
                 id=c.id,
                 name=c.name,
                 aliases=tuple(c.aliases or ()),
                 prompts=tuple(c.prompts or ()),
+                min_frames=c.min_frames,
+                min_seconds=c.min_seconds,
+                thresholds=tuple(calibrated.get(c.id, ())),
             )
             for c in s.scalars(select(Character).order_by(Character.id))
         }
@@ -115,7 +136,7 @@ def fingerprint(
     present), prompts, the signals indexed and the index recipe version."""
     doc = {
         "version": INDEX_VERSION,
-        "bank": [BANK_VERSION, bank_size, BANK_SEED],
+        "bank": [BANK_VERSION, bank_size, BANK_SEED, BANK_REGIONS, REGIONS_VERSION],
         "signals": sorted(signal_names),
         "prompts": sorted((c.id, sorted(c.prompts)) for c in refs.characters.values()),
         "images": [
@@ -252,10 +273,33 @@ def bank_images(n: int = BANK_SIZE, seed: int = BANK_SEED) -> list[Image.Image]:
     return out
 
 
-def background_bank(cfg: Config, embedder: Any, n: int = BANK_SIZE) -> np.ndarray:
-    """Embeddings of :func:`bank_images` for this embedder, cached under ``indexes/``."""
+def bank_pictures(images: Sequence[Image.Image], seed: int = BANK_SEED) -> list[Image.Image]:
+    """What is embedded for the background bank: each bank picture whole plus
+    ``BANK_REGIONS`` of its regions (:func:`pipeline.regions.regions`, picked at random with a
+    fixed seed), since frames are compared region by region."""
+    rng = random.Random(seed)
+    out: list[Image.Image] = []
+    for img in images:
+        named = regions(img)
+        out.append(named[0][1])
+        crops = [c for _, c in named[1:]]
+        out.extend(rng.sample(crops, min(BANK_REGIONS, len(crops))))
+    return out
+
+
+def backdrops(images: Sequence[Image.Image]) -> list[Image.Image]:
+    """The bank pictures without a figure (every other one): backdrops for reference
+    subjects (see :class:`index.signals.EmbeddingSignal`)."""
+    return list(images[0::2])
+
+
+def background_bank(
+    cfg: Config, embedder: Any, n: int = BANK_SIZE, images: Sequence[Image.Image] | None = None
+) -> np.ndarray:
+    """Embeddings of :func:`bank_pictures` of :func:`bank_images` for this embedder, cached
+    under ``indexes/``."""
     path = index_dir(cfg) / f"bank-{embedder_slug(embedder.id)}.npz"
-    tag = f"{embedder.id}|{BANK_VERSION}|{n}|{BANK_SEED}"
+    tag = f"{embedder.id}|{BANK_VERSION}|{n}|{BANK_SEED}|regions-{REGIONS_VERSION}"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -263,7 +307,8 @@ def background_bank(cfg: Config, embedder: Any, n: int = BANK_SIZE) -> np.ndarra
                     return np.asarray(z["vectors"], dtype=np.float32)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("background bank %s unreadable, recomputing: %s", path, exc)
-    vectors = np.asarray(embedder.embed_images(bank_images(n)), dtype=np.float32)
+    pictures = bank_pictures(images if images is not None else bank_images(n))
+    vectors = np.asarray(embedder.embed_images(pictures), dtype=np.float32)
     buf = _npz_bytes(vectors=vectors, tag=np.array([tag]))
     atomic_write(path, buf)
     return vectors
@@ -415,8 +460,11 @@ def build_index(
                 skipped.append(ref.reference_id)
         return cache[ref.reference_id]
 
-    bank = background_bank(cfg, embedder, bank_size) if embedder is not None else None
-    inputs = IndexInputs(embedder=embedder, load_image=load, bank=bank)
+    pictures = bank_images(bank_size)
+    bank = background_bank(cfg, embedder, bank_size, pictures) if embedder is not None else None
+    inputs = IndexInputs(
+        embedder=embedder, load_image=load, bank=bank, backdrops=backdrops(pictures)
+    )
     parts: dict[str, VectorIndex] = {}
     for sig in signals:
         if not sig.indexed:
@@ -446,7 +494,7 @@ def load_or_build(
     """The reference index for the registry as it is now: loaded when the saved one matches
     (same embedder id, same fingerprint, intact files), else built and saved."""
     signals = list(signals) if signals is not None else make_signals(cfg.detect, embedder)
-    refs = load_reference_set(store)
+    refs = load_reference_set(store, embedder.id)
     names = [s.name for s in signals if s.indexed]
     fp = fingerprint(cfg, refs, names, bank_size)
     loaded = load_index(cfg, embedder.id, fp)

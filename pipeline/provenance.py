@@ -76,7 +76,10 @@ def read_c2pa(path: Path | str) -> dict[str, Any]:
     trust list is reported separately (``trusted``), since no trust anchors are configured.
     Extra keys: ``trusted``, ``failures`` (validation failure codes), ``message`` on errors.
     """
-    import c2pa
+    try:
+        import c2pa
+    except ImportError:  # the reader is a dependency; a broken install must not stop downloads
+        return _result(ERROR, message="c2pa-python is not installed")
 
     path = Path(path)
     if not path.is_file():

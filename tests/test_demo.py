@@ -25,5 +25,4 @@ def test_demo_flags_exactly_the_videos_with_demo_characters(tmp_path: Path) -> N
     again = run_cli("demo", "--quiet", "--data-dir", str(tmp_path / "demo"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{found}/{expected}" in again.stdout
-    if found != expected or false:  # the detection-accuracy target is not met yet
-        pytest.xfail(f"demo accuracy: {found}/{expected} found, {false} false flag(s)")
+    assert found == expected and false == 0, m.group(0)

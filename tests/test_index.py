@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from charwatch.config import Config
 from index import registry
@@ -31,6 +31,7 @@ from index.signals import (
     CharacterRef,
     EmbeddingSignal,
     FrameRow,
+    MatchPolicy,
     PdqSignal,
     ProvenanceSignal,
     ReferenceSet,
@@ -39,8 +40,11 @@ from index.signals import (
     Whitener,
     calibrate_distance,
     calibrate_similarity,
+    composite_on,
     embed_threshold,
     fold_text,
+    foreground_mask,
+    frame_seconds,
     make_signals,
 )
 from pipeline.embedders import load_embedder
@@ -48,7 +52,17 @@ from pipeline.hashing import pdq
 from pipeline.regions import regions
 from storage import queue
 from storage.db import Store
-from storage.models import Character, Detection, Embedding, Frame, Reference, Video, VideoState
+from storage.models import (
+    AllowedAccount,
+    Character,
+    CharacterThreshold,
+    Detection,
+    Embedding,
+    Frame,
+    Reference,
+    Video,
+    VideoState,
+)
 
 W, H = 360, 640  # portrait frames, as on short-form platforms
 
@@ -255,6 +269,7 @@ class World:
         hashtags: tuple[str, ...] = (),
         model_id: str | None = None,
         ai_label: str | None = None,
+        author: str | None = None,
     ) -> int:
         """Store a video as the pipeline leaves it: frames (PDQ, thumbnail) + region vectors."""
         self.n += 1
@@ -268,6 +283,7 @@ class World:
                 caption=caption,
                 hashtags=list(hashtags),
                 ai_label=ai_label,
+                author=author,
                 state=VideoState.EMBEDDED,
             )
             s.add(video)
@@ -612,7 +628,8 @@ def test_index_is_reused_survives_a_crash_and_follows_the_registry(world):
     assert sidecar["embedder_id"] == world.embedder.id
     assert sidecar["fingerprint"] == ri.fingerprint
     metas = sidecar["parts"]["embedding"]["meta"]
-    assert {m["aug"] for m in metas} == {"original", "mirror"}
+    # drawn on plain backgrounds: the subjects are cut out and pasted on bank backdrops
+    assert {m["aug"] for m in metas} == {"composite", "composite_mirror"}
     assert sum(m["negative"] for m in metas) == 2  # the frog, as given and mirrored
     pdq_meta = sidecar["parts"]["pdq"]["meta"]
     assert {m["variant"] for m in pdq_meta} >= {"original", "flip_h", "rot90"}
@@ -692,3 +709,168 @@ def test_no_characters_leaves_videos_waiting(tmp_path, embedder):
     with store.session() as s:
         assert s.scalar(select(Video.state)) == VideoState.EMBEDDED
     assert queue.claim(store, "x", 5, 60, states=(VideoState.EMBEDDED,)) == [1]
+
+
+# ---------------------------------------------------------------------------------------------
+# policies, allow-list, calibrated thresholds, negatives
+
+
+def _hoshi_frames(rng: random.Random, n: int = 4) -> list[Image.Image]:
+    poses = [draw_hoshi(tilt=5), draw_hoshi(tilt=-8, arms_up=True), draw_hoshi(tilt=15)]
+    return [scene(rng, poses[i % 3], 0.8 - 0.05 * (i % 3), flip=i % 2 == 1) for i in range(n)]
+
+
+def _flagged(world, vid: int) -> set[str]:
+    return {name for (v, name) in world.detections() if v == vid}
+
+
+def test_detect_pending_can_be_restricted_to_some_videos(world):
+    rng = random.Random(21)
+    a = world.add_video(_hoshi_frames(rng))
+    b = world.add_video(_hoshi_frames(rng))
+    stats = detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[a])
+    assert stats.claimed == stats.matched == 1
+    assert world.state(a).state == VideoState.MATCHED
+    assert world.state(b).state == VideoState.EMBEDDED and not _flagged(world, b)
+    none = detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[])
+    assert none.claimed == 0 and world.state(b).state == VideoState.EMBEDDED
+    detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[b])
+    assert _flagged(world, a) == _flagged(world, b) == {"Hoshimaru"}
+
+
+def test_allow_listed_accounts_are_never_flagged(world):
+    rng = random.Random(22)
+    with world.store.session() as s:
+        hoshi = s.scalar(select(Character.id).where(Character.name == "Hoshimaru"))
+        kumo = s.scalar(select(Character.id).where(Character.name == "Kumo"))
+        s.add(AllowedAccount(platform="tiktok", author="Hoshi_Official", character_id=None))
+        s.add(AllowedAccount(platform="tiktok", author="kumo_partner", character_id=kumo))
+        s.add(AllowedAccount(platform="youtube", author="somebody", character_id=None))
+    own = world.add_video(_hoshi_frames(rng), author="@hoshi_official")
+    partner = world.add_video(_hoshi_frames(rng), author="kumo_partner")  # licensed for Kumo only
+    stranger = world.add_video(_hoshi_frames(rng), author="somebody")  # allowed on youtube only
+    stats = detect_pending(world.cfg, world.store, world.embedder, progress=False)
+    assert not _flagged(world, own)
+    assert _flagged(world, partner) == _flagged(world, stranger) == {"Hoshimaru"}
+    assert stats.suppressed == 1 and "suppressed" in stats.summary()
+    (entry,) = stats.suppressed_flags
+    assert entry["video_id"] == own and entry["character_id"] == hoshi
+    assert entry["author"] == "@hoshi_official" and entry["match_type"] == "semantic"
+    assert world.state(own).state == VideoState.MATCHED
+    with world.store.session() as s:
+        s.execute(delete(AllowedAccount))
+
+
+def test_character_policy_min_frames_and_seconds(world):
+    rng = random.Random(23)
+    three = [*_hoshi_frames(rng, 3), scene(rng, None, 0)]  # the character in 3 of 4 frames
+    vid = world.add_video(three)
+
+    def policy(min_frames: int | None, min_seconds: float | None) -> set[str]:
+        with world.store.session() as s:
+            ch = s.scalar(select(Character).where(Character.name == "Hoshimaru"))
+            ch.min_frames, ch.min_seconds = min_frames, min_seconds
+        rematch(world.store, [vid])
+        detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[vid])
+        return _flagged(world, vid)
+
+    # the policy is under test, not the detector's strength: a threshold all three frames clear
+    saved, world.cfg.detect.embed_threshold = world.cfg.detect.embed_threshold, 0.25
+    try:
+        assert policy(None, None) == {"Hoshimaru"}  # the config default: 2 frames
+        assert policy(4, None) == set()  # 4 frames wanted, 3 match
+        assert policy(3, None) == {"Hoshimaru"}
+        # frames at 0, 1, 2, 3 s stand for 0.5 + 1 + 1 s: 2.5 s of matched video
+        assert policy(None, 2.5) == {"Hoshimaru"}
+        assert policy(None, 3.0) == set()
+        det_signals = None
+        policy(3, 2.0)
+        for (v, name), det in world.detections().items():
+            if v == vid and name == "Hoshimaru":
+                det_signals = det.signals["embedding"]
+        assert det_signals is not None
+        assert det_signals["frames_needed"] == 3 and det_signals["seconds_matched"] == 2.5
+    finally:
+        world.cfg.detect.embed_threshold = saved
+        policy(None, None)
+
+
+def test_calibrated_threshold_replaces_the_default(world):
+    rng = random.Random(24)
+    vid = world.add_video(_hoshi_frames(rng))
+    detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[vid])
+    assert _flagged(world, vid) == {"Hoshimaru"}
+    with world.store.session() as s:
+        hoshi = s.scalar(select(Character.id).where(Character.name == "Hoshimaru"))
+        for model_id, thr in ((world.embedder.id, 0.99), ("clip:other:model", -1.0)):
+            s.add(
+                CharacterThreshold(
+                    character_id=hoshi, model_id=model_id, signal="embedding", threshold=thr
+                )
+            )
+    refs = load_reference_set(world.store, world.embedder.id)
+    assert refs.characters[hoshi].threshold("embedding") == 0.99
+    assert refs.characters[hoshi].threshold("pdq") is None
+    rematch(world.store, [vid])
+    detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[vid])
+    assert _flagged(world, vid) == set()  # nothing reaches 0.99
+    ev = load_evidence(world.store, vid, world.embedder.id, world.embedder.dim)
+    ri = load_or_build(world.cfg, world.store, world.embedder)
+    emb = EmbeddingSignal(world.cfg.detect, world.embedder)
+    res = {r.character_id: r for r in emb.compare(ev, ri.refs, ri.part("embedding"))}
+    assert res[hoshi].details["threshold"] == 0.99 and res[hoshi].details["calibrated"]
+    assert not res[hoshi].matched
+    with world.store.session() as s:
+        s.execute(delete(CharacterThreshold))
+    rematch(world.store, [vid])
+    detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[vid])
+    assert _flagged(world, vid) == {"Hoshimaru"}
+
+
+def test_negative_references_win_the_look_alike_regions(world):
+    """The frog is registered as a negative of Hoshimaru: its regions go to the negative."""
+    rng = random.Random(25)
+    frog = world.add_video([scene(rng, draw_frog(), s) for s in (0.85, 0.7, 0.75)])
+    detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[frog])
+    assert not _flagged(world, frog)
+    ri = load_or_build(world.cfg, world.store, world.embedder)
+    emb = EmbeddingSignal(world.cfg.detect, world.embedder)
+    ev = load_evidence(world.store, frog, world.embedder.id, world.embedder.dim)
+    hoshi = next(c.id for c in ri.refs.characters.values() if c.name == "Hoshimaru")
+    res = {r.character_id: r for r in emb.compare(ev, ri.refs, ri.part("embedding"))}
+    assert res[hoshi].details["regions_lost_to_rivals"] > 0
+    negatives = [m for m in ri.part("embedding").meta if m["negative"]]
+    assert {m["aug"] for m in negatives} == {"composite", "composite_mirror"}
+
+
+def test_match_policy_and_frame_seconds_rules():
+    assert frame_seconds([0.0, 1.0, 2.0, 4.0, 5.0], 6.0).tolist() == [0.5, 1.0, 1.5, 1.5, 1.5]
+    assert frame_seconds([3.0], None).tolist() == [1.0]
+    assert frame_seconds([], 5.0).size == 0
+    secs = np.array([1.0, 1.0, 1.0])
+    default = MatchPolicy.for_character(None, 2)
+    assert default.check(np.array([True, False, False]), secs, 1)[3]  # one-frame video
+    assert not default.check(np.array([True, False, False]), secs, 3)[3]
+    strict = MatchPolicy.for_character(CharacterRef(1, "x", min_frames=2), 5)
+    assert strict.min_frames == 2 and strict.strict
+    assert not strict.check(np.array([True]), np.array([1.0]), 1)[3]  # not lowered
+    timed = MatchPolicy.for_character(CharacterRef(1, "x", min_seconds=1.5), 1)
+    assert timed.check(np.array([True, True, False]), secs, 3) == (2, 1, 2.0, True)
+    assert not timed.check(np.array([True, False, False]), secs, 3)[3]
+    copy = MatchPolicy.for_character(None, 2, copy=True)
+    assert copy.min_frames == 1
+
+
+def test_reference_subject_is_cut_from_its_plain_background():
+    pic = on_plain(draw_hoshi(), (235, 242, 255))
+    mask = foreground_mask(pic)
+    assert mask is not None and 0.2 < mask.mean() < 0.7
+    assert not mask[0].any() and not mask[:, 0].any()  # the edges are background
+    assert mask[64, 64]  # the body, enclosed, is subject even where it is light
+    assert foreground_mask(busy_background(random.Random(1))) is None  # no plain background
+    backdrop = busy_background(random.Random(2))
+    comp = composite_on(pic, mask, backdrop)
+    assert comp.size == (224, 224)
+    square = np.asarray(backdrop.crop((0, 140, 360, 500)).resize((224, 224)), np.float32)
+    corner = np.asarray(comp, dtype=np.float32)[:8, :8]
+    assert np.abs(corner - square[:8, :8]).max() < 40  # the backdrop shows around the subject

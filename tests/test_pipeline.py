@@ -29,7 +29,7 @@ from pipeline.embedders import load_embedder
 from pipeline.frames import FramesError, sample_frames
 from pipeline.media import data_file, ffmpeg_exe, probe
 from pipeline.provenance import read_c2pa
-from pipeline.regions import regions
+from pipeline.regions import region_box, region_scale, regions
 from pipeline.worker import process_pending
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState
@@ -179,21 +179,47 @@ def test_dihedral_hashes_find_a_mirrored_copy() -> None:
     variants, q = hashing.pdq_dihedral(img)
     assert len(variants) == 8 and variants[0] == orig and q >= 50
     assert hashing.hamming(orig, mirrored) > 31
-    assert min(hashing.hamming(v, mirrored) for v in variants) <= 31
+    names = [n for n, _ in hashing.DIHEDRAL]
+    assert hashing.hamming(variants[names.index("flip_h")], mirrored) <= 4  # the true mirror
 
 
 def test_regions_follow_the_frame_shape() -> None:
     portrait = regions(_picture(360, 640))
-    assert [n for n, _ in portrait] == ["full", "top", "mid", "bot"]
-    assert all(im.size == (360, 360) for _, im in portrait[1:])
-    landscape = regions(_picture(640, 360))
-    assert [n for n, _ in landscape] == ["full", "left", "mid", "right"]
-    square = regions(_picture(300, 300))
-    assert [n for n, _ in square] == ["full", "center"] and square[1][1].size == (180, 180)
+    names = [n for n, _ in portrait]
+    assert names[:4] == ["full", "top", "mid", "bot"] and len(names) == len(set(names)) == 22
+    assert all(im.size == (360, 360) for _, im in portrait[1:4])
+    assert {im.size for n, im in portrait if n.startswith("s45-")} == {(162, 162)}
+    assert sum(n.startswith("s45-") for n in names) == 18  # 3 columns x 6 rows
+    # the grid covers the whole frame: every pixel lies in some small crop
+    cover = np.zeros((640, 360), bool)
+    for n in names:
+        if n.startswith("s45-"):
+            left, top, right, bottom = region_box(n, 360, 640)
+            cover[top:bottom, left:right] = True
+    assert cover.all()
+    assert region_scale("s45-r2c1") == 0.45 and region_scale("mid") == 1.0
+    assert region_box("nope", 360, 640) is None
+    landscape = [n for n, _ in regions(_picture(640, 360))]
+    assert landscape[:4] == ["full", "left", "mid", "right"]
+    square = [n for n, _ in regions(_picture(300, 300))]
+    assert square[0] == "full" and "mid" not in square and len(square) == 1 + 9
     boxed = Image.new("RGB", (360, 640))
     boxed.paste(_picture(360, 202), (0, 219))  # 16:9 clip inside a 9:16 frame
-    names = [n for n, _ in regions(boxed)]
-    assert names == ["full", "left", "mid", "right"]
+    named = regions(boxed)
+    assert named[0][1].size == (360, 202)  # bars removed: cut like a landscape frame
+    assert [n for n, _ in named][:4] == ["full", "left", "mid", "right"]
+    assert regions(Image.new("RGB", (12, 40)))[0][0] == "full"
+
+
+def test_nested_borders_are_all_removed() -> None:
+    """A picture with its own white margins, letterboxed in black: both layers go."""
+    pic = Image.new("RGB", (300, 300), (255, 255, 255))
+    ImageDraw.Draw(pic).ellipse((80, 60, 220, 240), fill=(200, 50, 90))
+    frame = Image.new("RGB", (360, 640))
+    frame.paste(pic.resize((360, 360)), (0, 140))
+    left, top, right, bottom = hashing.border_box(frame)
+    assert 90 <= left <= 100 and 205 <= top <= 215 and 260 <= right <= 270 and 425 <= bottom <= 435
+    assert hashing.border_box(frame, layers=1) == (0, 140, 360, 500)
 
 
 # -- frames --------------------------------------------------------------------------------
@@ -494,7 +520,7 @@ def test_worker_processes_good_and_fails_bad(processed, embedder, media: Path) -
                 full = Image.open(data_file(cfg.data_dir, f.image_path))
                 assert full.size == (360, 640)
                 embs = list(s.scalars(select(Embedding).where(Embedding.frame_id == f.id)))
-                assert {e.region for e in embs} == {"full", "top", "mid", "bot"}
+                assert {e.region for e in embs} == {n for n, _ in regions(full)}
                 for e in embs:
                     assert e.model_id == embedder.id
                     vec = np.frombuffer(e.vector, dtype=np.float16).astype(np.float32)
