@@ -480,8 +480,7 @@ def _match(
 ) -> tuple[list[PairRow], dict[str, Any]]:
     """Register the demo characters in a fresh store, write every video's rows, and run the
     real signals and fusion on each."""
-    from fixture_platform.characters import DEMO_CHARACTERS
-    from index import registry
+    from charwatch.demo import register_demo_characters
     from index.matcher import fuse, load_evidence, run_signals
     from index.refindex import load_or_build, load_reference_image
     from index.signals import embed_threshold, make_signals
@@ -494,18 +493,7 @@ def _match(
     data.mkdir(parents=True)
     store = Store(cfg.storage.database_url)
     embedder = load_embedder(embedder_spec, precision=cfg.embed.precision)
-    char_ids: dict[str, int] = {}
-    for ch in DEMO_CHARACTERS:
-        if ch.registered:
-            c = registry.add_character(
-                cfg,
-                store,
-                ch.name,
-                franchise=ch.franchise,
-                aliases=list(ch.aliases),
-                images=refs[ch.key],
-            )
-            char_ids[ch.key] = c.id
+    char_ids = register_demo_characters(cfg, store, refs)
     key_by_id = {v: k for k, v in char_ids.items()}
 
     video_ids: dict[str, int] = {}

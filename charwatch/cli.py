@@ -38,6 +38,24 @@ def parse_time(text: str) -> dt.datetime:
     return value
 
 
+def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
+    """Print ``rows`` as JSON lines, CSV (every key) or a table of ``columns``."""
+    if fmt == "jsonl":
+        for r in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow(
+                {k: " ".join(v) if isinstance(v, list) else _jsonable(v) for k, v in r.items()}
+            )
+    else:
+        _print_table(rows, columns)
+
+
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         print("(none)")
@@ -259,19 +277,7 @@ def cmd_videos(cfg: Config, args: argparse.Namespace) -> int:
         "last_seen",
     ]
     rows = [{c: getattr(v, c) for c in cols} for v in videos]
-    if args.format == "jsonl":
-        for r in rows:
-            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
-    elif args.format == "csv":
-        import csv
-
-        w = csv.DictWriter(sys.stdout, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            r["hashtags"] = " ".join(r["hashtags"] or [])
-            w.writerow({k: _jsonable(v) for k, v in r.items()})
-    else:
-        _print_table(rows, ["platform", "platform_id", "author", "caption", "state", "error"])
+    _emit(rows, args.format, ["platform", "platform_id", "author", "caption", "state", "error"])
     return 0
 
 
@@ -302,14 +308,11 @@ def cmd_runs(cfg: Config, args: argparse.Namespace) -> int:
         "finished_at",
     ]
     rows = [{c: getattr(r, c) for c in cols} for r in runs]
-    if args.format == "jsonl":
-        for r in rows:
-            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
-    else:
-        _print_table(
-            rows,
-            ["id", "platform", "kind", "target", "status", "items_seen", "items_new", "started_at"],
-        )
+    _emit(
+        rows,
+        args.format,
+        ["id", "platform", "kind", "target", "status", "items_seen", "items_new", "started_at"],
+    )
     return 0
 
 
@@ -338,14 +341,11 @@ def _print_job_runs(store: Any, args: argparse.Namespace) -> int:
         "finished_at",
     ]
     rows = [{c: getattr(j, c) for c in cols} for j in jobs]
-    if args.format == "jsonl":
-        for r in rows:
-            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
-    else:
-        _print_table(
-            rows,
-            ["id", "kind", "status", "listings", "videos_new", "processed", "flags", "started_at"],
-        )
+    _emit(
+        rows,
+        args.format,
+        ["id", "kind", "status", "listings", "videos_new", "processed", "flags", "started_at"],
+    )
     return 0
 
 
@@ -494,24 +494,21 @@ def cmd_detections(cfg: Config, args: argparse.Namespace) -> int:
     rows = list_detections(
         open_store(cfg), state=args.state, character=args.character, limit=args.limit
     )
-    if args.format == "jsonl":
-        for r in rows:
-            print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
-    else:
-        _print_table(
-            rows,
-            [
-                "id",
-                "character",
-                "platform",
-                "author",
-                "match_type",
-                "score",
-                "review_state",
-                "detected_at",
-                "url",
-            ],
-        )
+    _emit(
+        rows,
+        args.format,
+        [
+            "id",
+            "character",
+            "platform",
+            "author",
+            "match_type",
+            "score",
+            "review_state",
+            "detected_at",
+            "url",
+        ],
+    )
     return 0
 
 
@@ -542,11 +539,7 @@ def cmd_allow(cfg: Config, args: argparse.Namespace) -> int:
         print(f"removed entry {row['id']}: {row['platform']} @{row['author']} ({row['scope']})")
     else:
         rows = allowlist.list_allowed(store)
-        if args.format == "jsonl":
-            for r in rows:
-                print(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
-        else:
-            _print_table(rows, ["id", "platform", "author", "scope", "note", "created_at"])
+        _emit(rows, args.format, ["id", "platform", "author", "scope", "note", "created_at"])
     return 0
 
 
@@ -701,9 +694,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the retroactive scan of already processed videos",
     )
     a = csub.add_parser(
-        "import", help="import refs/<franchise>/<character>/*.png (+ optional character.toml)"
+        "import",
+        help="import refs/<franchise>/<character>/*.png (+ optional character.toml)",
+        description="Register every <franchise>/<character>/ folder below ROOT with its images; "
+        "look-alikes that must not match go in <character>/negative/. An optional "
+        "character.toml beside the images may set name, franchise, aliases, prompts and "
+        "rights_holder. Importing the same tree again adds nothing.",
     )
-    a.add_argument("root")
+    a.add_argument("root", help="the folder holding <franchise>/<character>/ folders")
     a = csub.add_parser("list", help="list registered characters")
     a.add_argument("--format", choices=["table", "json"], default="table")
     a = csub.add_parser("show", help="show one character")

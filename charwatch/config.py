@@ -114,7 +114,7 @@ class ProcessConfig:
 @dataclass
 class EmbedConfig:
     model: str = "effnet-lite0"  # or clip:ARCH:PRETRAINED_TAG or clip:ARCH:/path/to/ckpt
-    precision: str = "auto"  # auto | fp32 | bf16
+    precision: str = "auto"  # auto | fp32 | bf16 | int8 (int8: CLIP image tower only)
 
 
 @dataclass

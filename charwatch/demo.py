@@ -56,19 +56,24 @@ def demo_config(cfg: Config, data_dir: Path, base_url: str) -> Config:
     return demo
 
 
-def register_demo_characters(cfg: Config, store: Store) -> list[str]:
-    """Draw the demo characters' reference images and register the ones not yet registered."""
+def register_demo_characters(
+    cfg: Config, store: Store, refs: dict[str, list[Path]] | None = None
+) -> dict[str, int]:
+    """Register the registered demo characters not yet in ``store``, from ``refs`` (key ->
+    reference images; drawn under ``data_dir`` when omitted). Returns ``{key: character id}``
+    of those it added."""
     from fixture_platform.characters import DEMO_CHARACTERS, write_reference_images
     from index import registry
 
     with store.session() as s:
         known = set(s.scalars(select(Character.name)))
-    refs = write_reference_images(cfg.data_dir / "demo-references")
-    added = []
+    if refs is None:
+        refs = write_reference_images(cfg.data_dir / "demo-references")
+    added: dict[str, int] = {}
     for ch in DEMO_CHARACTERS:
         if not ch.registered or ch.name in known:
             continue
-        registry.add_character(
+        c = registry.add_character(
             cfg,
             store,
             ch.name,
@@ -76,7 +81,7 @@ def register_demo_characters(cfg: Config, store: Store) -> list[str]:
             aliases=list(ch.aliases),
             images=refs[ch.key],
         )
-        added.append(ch.name)
+        added[ch.key] = c.id
     return added
 
 
@@ -101,6 +106,7 @@ def compare(store: Store, catalog: Any) -> DemoOutcome:
 
 def run_demo(cfg: Config, *, data_dir: Path | None = None, progress: bool = True) -> DemoOutcome:
     """Serve the fixture platform, register, crawl, process, report; print where the report is."""
+    from fixture_platform.characters import DEMO_CHARACTERS
     from fixture_platform.server import FixtureServer
 
     t0 = time.monotonic()
@@ -111,7 +117,8 @@ def run_demo(cfg: Config, *, data_dir: Path | None = None, progress: bool = True
         store = jobs.open_store(dcfg)
         print(f"fixture platform: {server.base_url}")
         added = register_demo_characters(dcfg, store)
-        print(f"characters: {len(added)} registered" + (f" ({', '.join(added)})" if added else ""))
+        names = ", ".join(ch.name for ch in DEMO_CHARACTERS if ch.key in added)
+        print(f"characters: {len(added)} registered" + (f" ({names})" if added else ""))
         listings = [jobs.make_listing(p, hashtag=DEMO_HASHTAG) for p in PLATFORMS]
         runs = jobs.crawl(dcfg, store, listings)
         from charwatch.cli import _print_process, _print_runs

@@ -117,14 +117,7 @@ def load_reference_set(store: Store, model_id: str | None = None) -> ReferenceSe
             for c in s.scalars(select(Character).order_by(Character.id))
         }
         images = [
-            ReferenceImage(
-                reference_id=r.id,
-                character_id=r.character_id,
-                path=r.path,
-                sha256=r.sha256,
-                negative=bool(r.negative),
-            )
-            for r in s.scalars(select(Reference).order_by(Reference.id))
+            ReferenceImage.from_row(r) for r in s.scalars(select(Reference).order_by(Reference.id))
         ]
     return ReferenceSet(characters=chars, images=images)
 

@@ -70,16 +70,7 @@ def _load_references(
         if reference_ids is not None:
             q = q.where(Reference.id.in_(list(reference_ids)))
         rows = list(s.scalars(q.order_by(Reference.id)))
-        refs = [
-            ReferenceImage(
-                reference_id=r.id,
-                character_id=r.character_id,
-                path=r.path,
-                sha256=r.sha256,
-                negative=bool(r.negative),
-            )
-            for r in rows
-        ]
+        refs = [ReferenceImage.from_row(r) for r in rows]
     out = []
     for ref in refs:
         img = load_reference_image(cfg, ref)

@@ -258,6 +258,11 @@ class ReferenceImage:
     sha256: str
     negative: bool = False
 
+    @classmethod
+    def from_row(cls, row: Any) -> ReferenceImage:
+        """From a ``storage.models.Reference`` row."""
+        return cls(row.id, row.character_id, row.path, row.sha256, bool(row.negative))
+
 
 @dataclass
 class ReferenceSet:

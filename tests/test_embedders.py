@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from pipeline.embedders import Embedder, EmbedderUnavailable, cpu_has_bf16, load_embedder
+from pipeline.embedders.base import cpu_has_amx
+from pipeline.embedders.clip import auto_precision
 from pipeline.embedders.effnet import EffNetLite0, map_state_dict
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -106,6 +108,24 @@ def test_clip_random_weights_code_path(clip_random: Embedder, photos) -> None:
     assert img.dtype == np.float32 and txt.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_clip_reduced_precision_close_to_fp32(clip_random: Embedder, photos, precision) -> None:
+    fast = load_embedder("clip:ViT-B-32:none", precision=precision)
+    assert fast.id.endswith(f":{precision}")
+    cos = np.sum(fast.embed_images(photos) * clip_random.embed_images(photos), axis=1)
+    assert cos.min() >= 0.99, cos
+    texts = ["a photo of a cat", "a cup of coffee"]
+    cos = np.sum(fast.embed_texts(texts) * clip_random.embed_texts(texts), axis=1)
+    assert cos.min() >= 0.99, cos
+
+
+def test_clip_precision_auto_follows_cpu() -> None:
+    auto = load_embedder("clip:ViT-B-32:none")
+    assert auto.id.endswith(f":{auto_precision()}")
+    expected = {"bf16"} if cpu_has_amx() else {"int8", "fp32"}
+    assert auto_precision() in expected
 
 
 def test_clip_local_checkpoint(clip_random: Embedder, photos, tmp_path: Path) -> None:

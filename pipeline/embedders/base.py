@@ -14,7 +14,7 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULT = "effnet-lite0"
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -69,11 +69,19 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> ``bf16`` on CPUs with native bfloat16, else ``fp32``."""
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX tiles for bfloat16 (Sapphire Rapids and later)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def resolve_precision(precision: str, auto: str | None = None) -> str:
+    """``auto`` -> ``auto`` when given (the model's own choice), else ``bf16`` on CPUs with
+    native bfloat16, else ``fp32``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "auto":
+        if auto is not None:
+            return auto
         return "bf16" if cpu_has_bf16() else "fp32"
     if precision == "bf16" and not cpu_has_bf16():
         log.warning("bf16 requested but this CPU has no native bfloat16; it will be slow")

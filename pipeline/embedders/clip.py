@@ -26,6 +26,7 @@ from pipeline.embedders.base import (
     OFFLINE_DEFAULT,
     Embedder,
     EmbedderUnavailable,
+    cpu_has_amx,
     l2_normalize,
     letterbox,
     resolve_precision,
@@ -37,6 +38,32 @@ RANDOM_SEED = 0
 CHUNK = 64
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _offline_lock = threading.Lock()
+
+
+def auto_precision() -> str:
+    """The fastest precision within cosine 0.99 of fp32 for a ViT on this CPU.
+
+    bf16 weights where AMX multiplies bfloat16 tiles; elsewhere int8 weights (dynamic
+    quantization of the linear layers; activations stay float), which AVX-512 VNNI and AVX2
+    run faster than fp32. On a 2-core AVX-512-BF16 CPU without AMX, ViT-B-32 ran at 12 img/s
+    fp32, 8 with bf16 weights, 5 under bf16 autocast and 18 int8 (cosine to fp32 >= 0.999).
+    """
+    import torch
+
+    if cpu_has_amx():
+        return "bf16"
+    engines = torch.backends.quantized.supported_engines
+    return "int8" if {"x86", "fbgemm"} & set(engines) else "fp32"
+
+
+def _quantize_int8(model):  # type: ignore[no-untyped-def]
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # the eager quantization API warns of its deprecation
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -113,7 +140,7 @@ class ClipEmbedder(Embedder):
         import torch
 
         set_threads(threads)
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(precision, auto=auto_precision())
         self.arch = arch
         if arch not in open_clip.list_models():
             raise EmbedderUnavailable(
@@ -150,7 +177,12 @@ class ClipEmbedder(Embedder):
             if not offline:
                 reason = f"loading failed ({type(exc).__name__}: {str(exc)[:300]})"
             raise _unavailable(arch, weights, reason) from exc
-        self.model = model.eval()
+        model = model.eval()
+        if self.precision == "bf16":
+            model = model.to(torch.bfloat16)  # bf16 weights: faster than autocast's casts
+        elif self.precision == "int8":  # the image tower; text prompts are few and stay fp32
+            model.visual = _quantize_int8(model.visual)
+        self.model = model
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.input_size = _input_size(model)
@@ -160,12 +192,10 @@ class ClipEmbedder(Embedder):
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(["a"])).shape[-1])
 
-    def _autocast(self):  # type: ignore[no-untyped-def]
+    def _dtype(self):  # type: ignore[no-untyped-def]
         import torch
 
-        if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
@@ -173,7 +203,7 @@ class ClipEmbedder(Embedder):
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         outs = []
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             for i in range(0, len(images), CHUNK):
                 batch = torch.stack(
                     [
@@ -181,7 +211,7 @@ class ClipEmbedder(Embedder):
                         for im in images[i : i + CHUNK]
                     ]
                 )
-                outs.append(self.model.encode_image(batch).float())
+                outs.append(self.model.encode_image(batch.to(self._dtype())).float())
         return l2_normalize(torch.cat(outs).numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -189,7 +219,7 @@ class ClipEmbedder(Embedder):
 
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             out = self.model.encode_text(self.tokenizer(list(texts))).float()
         return l2_normalize(out.numpy())
 

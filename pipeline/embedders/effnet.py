@@ -122,6 +122,8 @@ class EffNetLite0(Embedder):
 
         set_threads(threads)
         self.precision = resolve_precision(precision)
+        if self.precision == "int8":
+            raise ValueError("effnet-lite0 runs in fp32 or bf16 (int8 is for CLIP models)")
         self.id = f"effnet-lite0:imagenet:{self.precision}"
         src = torch.load(weights_file(), map_location="cpu", weights_only=True)
         model = timm.create_model(TIMM_ARCH, pretrained=False)
