@@ -760,7 +760,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="output folder (default: <data_dir>/reports)")
 
     sp = add("evidence", "export the evidence bundle of one detection", cmd_evidence)
-    sp.add_argument("detection_id", type=int)
+    sp.description = (
+        "Write what a takedown notice needs: the video file and its sha256, the raw listing JSON, "
+        "the frame thumbnails, capture times and URLs."
+    )
+    sp.add_argument("detection_id", type=int, help="the detection id (see `charwatch detections`)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--zip", action="store_true", help="write a .zip instead of a folder")
 
