@@ -87,15 +87,19 @@ def choose_index(n: int, dim: int) -> IndexChoice:
     return IndexChoice("IVF,PQ", nlist, max(8, dim // 8))
 
 
-def archive_choice(n: int) -> IndexChoice:
+def archive_choice(n: int, dim: int = 512) -> IndexChoice:
     """What ``index.archive`` builds for ``n`` vectors with ``kind="auto"``: exact below its
-    flat limit, else IVF-Flat with its ``nlist`` and ``nprobe``."""
-    from index.archive import choose_kind, ivf_lists, ivf_probes
+    flat limit, IVF-SQ8 up to its PQ limit, IVF-PQ above, with its ``nlist`` and ``nprobe``
+    (its PQ search also re-ranks 4 x k candidates by the stored vectors; not done here)."""
+    from index.archive import choose_kind, ivf_lists, ivf_probes, pq_subvectors
 
-    if choose_kind(n) == "flat":
+    kind = choose_kind(n)
+    if kind == "flat":
         return IndexChoice("Flat")
     nlist = ivf_lists(n)
-    return IndexChoice("IVF,Flat", nlist, 0, ivf_probes(nlist))
+    if kind == "ivf":
+        return IndexChoice("IVF,SQ8", nlist, 0, ivf_probes(nlist))
+    return IndexChoice("IVF,PQ", nlist, pq_subvectors(dim), ivf_probes(nlist))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -202,7 +206,7 @@ def run_size(
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, not {scheme!r}")
     t_start = time.perf_counter()
-    choice = choose_index(n, dim) if scheme == "compressed" else archive_choice(n)
+    choice = choose_index(n, dim) if scheme == "compressed" else archive_choice(n, dim)
     topics = choice.nlist or 256
     gen = Synth(n, dim, topics, seed)
     queries = gen.queries(nq)

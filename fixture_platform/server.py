@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import io
 import re
+import signal
 import tempfile
 import threading
 import traceback
@@ -438,7 +439,14 @@ class FixtureServer:
 def serve_forever(
     host: str = "127.0.0.1", port: int = 8000, media_dir: Path | None = None, seed: int = 7
 ) -> None:
-    """Serve the fixture platform in the foreground until interrupted (prints nothing)."""
+    """Serve the fixture platform in the foreground until SIGINT or SIGTERM (prints nothing)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # explicit handlers: a process started in the background inherits SIGINT ignored
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     srv = FixtureServer(host, port, media_dir, seed)
     httpd = srv._bind()
     try:

@@ -667,7 +667,7 @@ def test_serve_forever_runs_quietly_until_interrupted(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert status == 200 and b"challenge-detail" in body
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
