@@ -76,7 +76,7 @@ class SetSize:
         return 3 * per * len(self.transforms)
 
 
-# Each video costs about 30 region embeddings per sampled frame (pipeline.regions), so the
+# Each video costs about 22-24 region embeddings per sampled frame (pipeline.regions), so the
 # full set is spread: 19 transformations x (3 positives + 15 negatives) = 342 videos.
 FULL = SetSize(
     renders=2,

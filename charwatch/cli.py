@@ -673,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     csub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = csub.add_parser("add", help="register a character", description="Register a character.")
-    a.add_argument("name")
+    a.add_argument("name", help="the character's display name")
     a.add_argument("--franchise", help="franchise or series name")
     a.add_argument("--rights-holder", help="who owns the rights")
     a.add_argument("--alias", action="append", help="another name (repeatable; any language)")
@@ -685,8 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the retroactive scan of already processed videos",
     )
     a = csub.add_parser("add-images", help="add reference images to a character")
-    a.add_argument("name")
-    a.add_argument("images", nargs="+")
+    a.add_argument("name", help="a registered character's name (case and width insensitive)")
+    a.add_argument("images", nargs="+", help="image files (png, jpg, webp)")
     a.add_argument("--negative", action="store_true", help="look-alikes that must NOT match")
     a.add_argument(
         "--no-retro",
@@ -705,9 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = csub.add_parser("list", help="list registered characters")
     a.add_argument("--format", choices=["table", "json"], default="table")
     a = csub.add_parser("show", help="show one character")
-    a.add_argument("name")
+    a.add_argument("name", help="a registered character's name (case and width insensitive)")
     a = csub.add_parser("remove", help="remove a character and its references")
-    a.add_argument("name")
+    a.add_argument("name", help="a registered character's name (case and width insensitive)")
 
     sp = add(
         "crawl",

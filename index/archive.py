@@ -4,8 +4,8 @@ It answers "which past frames look like this?" (the retroactive scan when a char
 registered). FAISS ids are ``Embedding.id``, so a hit leads straight to its frame and video.
 
 Kinds, chosen by size (``kind="auto"``), after the autofaiss heuristic and our own numbers.
-With 30 region crops per frame (:mod:`pipeline.regions`) and up to 16 frames, a video brings
-up to 480 vectors, so sizes are counted in vectors:
+With 22 pictures per 9:16 frame (the whole frame and its region crops, :mod:`pipeline.regions`)
+and up to 16 frames, a video brings up to 352 vectors, so sizes are counted in vectors:
 
 * ``flat`` (exact inner product) below ``FLAT_MAX`` = 50,000 vectors (about 100 videos):
   exact, nothing to train, 4 ms per query at 50,000 x 1280-d on one core; 5 KB per vector.

@@ -81,7 +81,7 @@ from storage.models import CharacterThreshold, Detection, Frame, Video, VideoSta
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FPR = 0.001
-# synthetic frames (each is cut into the pipeline's ~30 region crops, all embedded)
+# synthetic frames (each is cut into the pipeline's ~22 region crops, all embedded)
 SEMANTIC_PER_REF = 4
 COPY_PER_REF = 2
 NEGATIVE_PER_REF = 2
