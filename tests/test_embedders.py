@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from pipeline.embedders import Embedder, EmbedderUnavailable, cpu_has_bf16, load_embedder
-from pipeline.embedders.base import cpu_has_amx
 from pipeline.embedders.clip import auto_precision
 from pipeline.embedders.effnet import EffNetLite0, map_state_dict
 
@@ -122,10 +121,19 @@ def test_clip_reduced_precision_close_to_fp32(clip_random: Embedder, photos, pre
 
 
 def test_clip_precision_auto_follows_cpu() -> None:
+    import torch
+
     auto = load_embedder("clip:ViT-B-32:none")
     assert auto.id.endswith(f":{auto_precision()}")
-    expected = {"bf16"} if cpu_has_amx() else {"int8", "fp32"}
-    assert auto_precision() in expected
+    engines = set(torch.backends.quantized.supported_engines)
+    assert auto_precision() == ("int8" if {"x86", "fbgemm"} & engines else "fp32")
+
+
+def test_clip_int8_quantizes_the_attention_projections() -> None:
+    fast = load_embedder("clip:ViT-B-32:none", precision="int8")
+    blocks = fast.model.visual.transformer.resblocks
+    kinds = {type(m).__module__ for blk in blocks for m in (blk.attn.in_proj, blk.mlp.c_fc)}
+    assert kinds and all("quantized" in k for k in kinds), kinds
 
 
 def test_clip_local_checkpoint(clip_random: Embedder, photos, tmp_path: Path) -> None:

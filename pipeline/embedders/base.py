@@ -69,11 +69,6 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def cpu_has_amx() -> bool:
-    """True when the CPU has AMX tiles for bfloat16 (Sapphire Rapids and later)."""
-    return "amx_bf16" in cpu_flags()
-
-
 def resolve_precision(precision: str, auto: str | None = None) -> str:
     """``auto`` -> ``auto`` when given (the model's own choice), else ``bf16`` on CPUs with
     native bfloat16, else ``fp32``."""
