@@ -62,7 +62,7 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from charwatch.config import Config
-from index.refindex import atomic_write, embedder_slug, index_dir
+from index.refindex import atomic_write, cleanup_superseded, embedder_slug, index_dir
 from storage.db import Store
 from storage.models import Embedding, Frame, Video
 
@@ -86,7 +86,6 @@ HNSW_M = 32
 HNSW_EF_SEARCH = 128
 HNSW_EF_CONSTRUCTION = 80
 READ_BATCH = 4096
-STALE_TMP_S = 3600
 
 
 class ArchiveError(RuntimeError):
@@ -594,7 +593,7 @@ class ArchiveIndex:
         side_path = folder / f"{slug}.json"
         atomic_write(side_path, json.dumps(side, ensure_ascii=False, indent=1).encode())
         self.dirty = False
-        _cleanup(folder, slug, keep=data_name)
+        cleanup_superseded(folder, slug, keep=data_name, suffix=".faiss")
         return side_path
 
 
@@ -612,17 +611,6 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _cleanup(folder: Path, slug: str, keep: str) -> None:
-    """Remove this embedder's superseded data files and stale temporary files of crashes."""
-    now = time.time()
-    for p in folder.iterdir():
-        old = p.name.startswith(f"{slug}-") and p.suffix == ".faiss" and p.name != keep
-        tmp = p.name.startswith(".") and p.name.endswith(".tmp")
-        with contextlib.suppress(OSError):
-            if old or (tmp and now - p.stat().st_mtime > STALE_TMP_S):
-                p.unlink()
 
 
 def drop_archive(cfg: Config, embedder_id: str) -> bool:

@@ -376,16 +376,17 @@ def save_index(cfg: Config, ri: ReferenceIndex) -> Path:
     }
     side_path = folder / f"{slug}.json"
     atomic_write(side_path, json.dumps(sidecar, ensure_ascii=False).encode())
-    _cleanup(folder, slug, keep=data_name)
+    cleanup_superseded(folder, slug, keep=data_name)
     ri.path = side_path
     return side_path
 
 
-def _cleanup(folder: Path, slug: str, keep: str) -> None:
-    """Remove this embedder's superseded data files and temporary files left by crashes."""
+def cleanup_superseded(folder: Path, slug: str, keep: str, suffix: str = ".npz") -> None:
+    """Remove this embedder's superseded ``suffix`` data files (all but ``keep``) and temporary
+    files left by crashes."""
     now = time.time()
     for p in folder.iterdir():
-        old_data = p.name.startswith(f"{slug}-") and p.suffix == ".npz" and p.name != keep
+        old_data = p.name.startswith(f"{slug}-") and p.suffix == suffix and p.name != keep
         crash_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
         with contextlib.suppress(OSError):
             if old_data or (crash_tmp and now - p.stat().st_mtime > STALE_TMP_S):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -73,3 +74,21 @@ def run_cli(
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
     )
+
+
+@pytest.fixture(scope="session")
+def bank_cache(request: pytest.FixtureRequest) -> Path:
+    """Where the background-bank embeddings are kept between tests and runs: pytest's cache
+    folder, under a key made from the code that computes them (any change recomputes)."""
+    import index.refindex
+    import index.signals
+    import pipeline.regions
+
+    code = b"".join(
+        Path(m.__file__).read_bytes() for m in (index.refindex, index.signals, pipeline.regions)
+    )
+    key = hashlib.sha256(code).hexdigest()[:16]
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return request.getfixturevalue("tmp_path_factory").getbasetemp() / f"bank-{key}"
+    return Path(cache.mkdir(f"charwatch-bank-{key}"))

@@ -8,7 +8,6 @@ characters are the fixture platform's original demo characters.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -81,22 +80,6 @@ def scene(
     if square:
         return ImageOps.fit(img, (W, W), centering=(0.5, 0.4))
     return img
-
-
-def bank_cache_dir(request: pytest.FixtureRequest) -> Path:
-    """A folder for cached background-bank embeddings (see the ``bank_cache`` fixture)."""
-    import index.refindex
-    import index.signals
-    import pipeline.regions
-
-    code = b"".join(
-        Path(m.__file__).read_bytes() for m in (index.refindex, index.signals, pipeline.regions)
-    )
-    key = hashlib.sha256(code).hexdigest()[:16]
-    cache = getattr(request.config, "cache", None)
-    if cache is None:
-        return request.getfixturevalue("tmp_path_factory").getbasetemp() / f"bank-{key}"
-    return Path(cache.mkdir(f"charwatch-bank-{key}"))
 
 
 def seed_bank(cfg: Config, embedder, cache: Path) -> None:
@@ -222,13 +205,6 @@ def effnet():
 @pytest.fixture(scope="module")
 def embedder():
     return effnet()
-
-
-@pytest.fixture(scope="session")
-def bank_cache(request: pytest.FixtureRequest) -> Path:
-    """Where the background-bank embeddings are kept between tests and runs: pytest's cache
-    folder, under a key made from the code that computes them (any change recomputes)."""
-    return bank_cache_dir(request)
 
 
 def random_rows(store: Store, n_videos: int, dim: int, model_id: str, seed: int) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,19 +24,12 @@ from index.refindex import load_or_build
 from index.review import TRANSITIONS, ReviewError, list_detections, set_review_state
 from index.signals import EmbeddingSignal, embed_threshold
 from storage.models import CharacterThreshold, Detection
-from tests.test_archive import Lab, bank_cache_dir, effnet, scene
+from tests.test_archive import Lab, effnet, scene
 
 
 @pytest.fixture(scope="module")
 def embedder():
     return effnet()
-
-
-@pytest.fixture(scope="session")
-def bank_cache(request: pytest.FixtureRequest) -> Path:
-    """Where the background-bank embeddings are kept between tests and runs: pytest's cache
-    folder, under a key made from the code that computes them (any change recomputes)."""
-    return bank_cache_dir(request)
 
 
 @pytest.fixture(scope="module")
