@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick clean help
+.PHONY: install demo test test-fast lint format bench bench-quick clean help
 
 help:
 	@echo "make demo        create .venv, install, run the whole chain on the fixture platform"
 	@echo "make test        create .venv, install, run the test suite"
+	@echo "make test-fast   the suite without the slow end-to-end tests"
 	@echo "make lint        ruff check + format check"
 	@echo "make bench       benchmarks -> bench/results/latest.json and latest.md"
 	@echo "make bench-quick a small benchmark run (smoke test)"
@@ -25,6 +26,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

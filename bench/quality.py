@@ -30,6 +30,7 @@ import random
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,11 @@ from bench import transforms as tr
 
 SET_VERSION = 2  # bump when the set's drawing or transforms change (cached clips are redrawn)
 PRECISION_TARGET = 0.9
-SIGNALS = ("fused", "pdq", "embedding", "text_prompt", "naive_full_frame")
+SIGNALS = ("fused", "pdq", "geometric", "embedding", "text_prompt", "naive_full_frame")
 SIGNAL_UNITS = {
     "fused": "flagged: 1 + matcher score; unflagged: best calibrated signal score",
     "pdq": "minus the best PDQ distance (bits)",
+    "geometric": "RANSAC inliers of the best verified fit (0 when none verifies)",
     "embedding": "whitened similarity, mean of the top-k frames",
     "text_prompt": "image-text cosine",
     "naive_full_frame": "raw cosine, whole frame, best frame and reference",
@@ -280,18 +282,18 @@ class Processed:
     vectors: np.ndarray | None = None  # float16 (n, dim)
     regions: list[str] = field(default_factory=list)
     vector_frame: list[int] = field(default_factory=list)
+    frame_files: list[str] = field(default_factory=list)  # the stored JPEG of each frame
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
 
 def _process(item: Item, src: tr.Sources, dst: Path) -> Processed:
     """Transform, then do what ``pipeline.worker`` does for one video (frames, JPEG round
-    trip, regions, embedding)."""
+    trip, region vectors of each frame)."""
     from PIL import Image
 
     from charwatch.config import ProcessConfig
     from pipeline.frames import FramesError, sample_frames
-    from pipeline.regions import regions
     from pipeline.worker import FRAME_JPEG_QUALITY
 
     out = Processed(item.name, str(dst))
@@ -306,20 +308,27 @@ def _process(item: Item, src: tr.Sources, dst: Path) -> Processed:
         t1 = time.perf_counter()
         frames = sample_frames(dst, ProcessConfig())
         t2 = time.perf_counter()
-        crops: list[Any] = []
+        pixels: list[Any] = []
+        folder = dst.parent / "frames" / dst.stem
+        folder.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(frames):
             buf = io.BytesIO()
             f.image.save(buf, "JPEG", quality=FRAME_JPEG_QUALITY)
+            (folder / f"{i:02d}.jpg").write_bytes(buf.getvalue())
+            out.frame_files.append(str((folder / f"{i:02d}.jpg").resolve()))
             buf.seek(0)
             with Image.open(buf) as im:
-                img = im.convert("RGB")
-            for name, crop in regions(img):
-                crops.append(crop)
-                out.regions.append(name)
-                out.vector_frame.append(i)
+                pixels.append(im.convert("RGB"))
             out.frames.append((f.t, f.pdq, f.pdq_quality))
-        vecs = _WORKER["embedder"].embed_images(crops)
-        out.vectors = np.asarray(vecs, dtype=np.float16)
+        per_frame = _WORKER["embedder"].embed_frames(pixels)
+        for i, fv in enumerate(per_frame):
+            out.regions.extend(fv.names)
+            out.vector_frame.extend([i] * len(fv.names))
+        vecs = [fv.vectors for fv in per_frame]
+        out.vectors = np.asarray(
+            np.concatenate(vecs) if vecs else np.zeros((0, _WORKER["embedder"].dim)),
+            dtype=np.float16,
+        )
         t3 = time.perf_counter()
         out.seconds = {"transform": t1 - t0, "frames": t2 - t1, "embed": t3 - t2}
     except (tr.TransformError, FramesError) as exc:
@@ -477,8 +486,10 @@ def _match(
     processed: dict[str, Processed],
     refs: dict[str, list[Path]],
     embedder_spec: str,
+    register: Callable[[Any, Any, dict[str, list[Path]]], dict[str, int]] | None = None,
 ) -> tuple[list[PairRow], dict[str, Any]]:
-    """Register the demo characters in a fresh store, write every video's rows, and run the
+    """Register the demo characters (or whatever ``register(cfg, store, refs)`` registers,
+    returning ``{key: character id}``) in a fresh store, write every video's rows, and run the
     real signals and fusion on each."""
     from charwatch.demo import register_demo_characters
     from index.matcher import fuse, load_evidence, run_signals
@@ -493,7 +504,7 @@ def _match(
     data.mkdir(parents=True)
     store = Store(cfg.storage.database_url)
     embedder = load_embedder(embedder_spec, precision=cfg.embed.precision)
-    char_ids = register_demo_characters(cfg, store, refs)
+    char_ids = (register or register_demo_characters)(cfg, store, refs)
     key_by_id = {v: k for k, v in char_ids.items()}
 
     video_ids: dict[str, int] = {}
@@ -513,7 +524,11 @@ def _match(
             )
             s.add(v)
             s.flush()
-            frows = [Frame(video_id=v.id, t=t, pdq=h, pdq_quality=q) for t, h, q in p.frames]
+            files = p.frame_files or [None] * len(p.frames)
+            frows = [
+                Frame(video_id=v.id, t=t, pdq=h, pdq_quality=q, image_path=path)
+                for (t, h, q), path in zip(p.frames, files, strict=True)
+            ]
             s.add_all(frows)
             s.flush()
             s.add_all(
@@ -542,7 +557,7 @@ def _match(
         vid = video_ids.get(it.name)
         if vid is None:
             continue
-        ev = load_evidence(store, vid, embedder.id, embedder.dim)
+        ev = load_evidence(store, vid, embedder.id, embedder.dim, data_dir=data)
         frames_used.append(len(ev.frames))
         vectors_used.append(len(ev.vectors))
         results = run_signals(ev, ri, signals)
@@ -552,7 +567,7 @@ def _match(
             scores: dict[str, float] = {}
             dec: dict[str, bool] = {}
             best_cal = 0.0
-            for sig in ("pdq", "embedding", "text_prompt"):
+            for sig in ("pdq", "geometric", "embedding", "text_prompt"):
                 if sig not in results:
                     continue
                 r = next((x for x in results[sig] if x.character_id == cid), None)
@@ -560,6 +575,8 @@ def _match(
                     scores[sig], dec[sig] = float("-inf"), False
                     continue
                 scores[sig] = -float(r.raw) if sig == "pdq" else float(r.raw)
+                if sig == "geometric" and not r.matched:
+                    scores[sig] = min(scores[sig], 0.0)  # unverified fits rank below any copy
                 dec[sig] = bool(r.matched)
                 best_cal = max(best_cal, float(r.score))
             d = decisions.get(cid)

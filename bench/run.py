@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("quality", "throughput", "index")
+SECTIONS = ("samestyle", "quality", "throughput", "index")
 INDEX_RUNS_FULL = (
     (1_000_000, "compressed"),
     (1_000_000, "archive"),
@@ -250,6 +250,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": ms < 20.0 if full else None,
                 }
             )
+    out += samestyle_targets(results.get("samestyle") or {})
     if "fused" in sig:
         f = sig["fused"]
         out.append(
@@ -316,6 +317,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             ["Target", "Measured", "Met"], [[x["target"], x["measured"], _met(x["met"])] for x in t]
         )
         lines.append("")
+    if "samestyle" in results:
+        lines += _samestyle_md(results["samestyle"])
     if "quality" in results:
         lines += _quality_md(results["quality"])
     if "throughput" in results:
@@ -323,6 +326,101 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "index" in results:
         lines += _index_md(results["index"])
     return "\n".join(lines).rstrip() + "\n"
+
+
+SAMESTYLE_GOALS = {  # kind: (plural, recall, precision) goals of the production decision
+    "copy": ("copies", 0.95, 0.98),
+    "new drawing": ("new drawings", 0.80, 0.95),
+}
+SAMESTYLE_MAX_FP_PER_1000 = 10.0  # negatives showing same-style strangers or look-alikes
+
+
+def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same-style goals next to the production decision on the report seed."""
+    prod = ss.get("production") or {}
+    kinds = prod.get("kinds", {})
+    out: list[dict[str, Any]] = []
+    for kind, (plural, rec, prec) in SAMESTYLE_GOALS.items():
+        k = kinds.get(kind)
+        if not k:
+            continue
+        r, pp = k.get("recall"), k.get("pair_precision")
+        out.append(
+            {
+                "target": f"same style, {plural}: recall >= {rec:g} at precision >= {prec:g}",
+                "measured": f"recall {_f(r)} at precision {_f(pp)}",
+                "met": None if r is None else r >= rec and (pp or 0) >= prec,
+            }
+        )
+    strangers = [kinds[k] for k in ("unregistered", "look-alike") if k in kinds]
+    if strangers:
+        videos = sum(k["videos"] for k in strangers)
+        flagged = sum(k["false_flag_videos"] for k in strangers)
+        per = 1000.0 * flagged / max(1, videos)
+        out.append(
+            {
+                "target": "same style: <= 10 of 1,000 unregistered or look-alike videos flagged",
+                "measured": f"{_f(per, 1)} per 1,000 ({flagged} of {videos})",
+                "met": per <= SAMESTYLE_MAX_FP_PER_1000,
+            }
+        )
+    wrong = (prod.get("all") or {}).get("wrong_character")
+    if wrong is not None:
+        out.append(
+            {
+                "target": "same style: no positive video flagged as another character",
+                "measured": f"{wrong} videos",
+                "met": wrong == 0,
+            }
+        )
+    return out
+
+
+def _samestyle_md(ss: dict[str, Any]) -> list[str]:
+    s = ss.get("set", {})
+    f = ss.get("fused", {})
+    lines = [
+        "### Same-style characters",
+        "",
+        f"{s.get('videos')} videos ({s.get('clip')}; seed {s.get('seed')}, thresholds chosen "
+        f"on seed {(ss.get('tuned') or {}).get('tune_seed', 'n/a')}): eight registered "
+        f"characters of one generated family (family seed {s.get('family_seed')}), one house "
+        f"style, {s.get('references_per_character')} reference pictures each; copies of "
+        "reference art and new drawings in other poses as positives; unregistered members of "
+        "the same family, look-alikes and scenes as negatives "
+        f"({', '.join(f'{k} {v}' for k, v in (s.get('videos_by_kind') or {}).items())}). "
+        f"Embedder {s.get('embedder')}, {s.get('frames_per_video')} frames per video, "
+        f"{s.get('regions_per_frame')} regions per frame. Fused micro-AP {_f(f.get('micro_ap'))}.",
+        "",
+    ]
+    blocks = [("production decision", ss.get("production"))]
+    tuned = ss.get("tuned") or {}
+    if tuned.get("threshold") is not None and "all" in tuned:
+        blocks.append(
+            (f"threshold at P90 on seed {tuned['tune_seed']} ({_f(tuned['threshold'], 3)})", tuned)
+        )
+    for title, b in blocks:
+        if not b:
+            continue
+        rows = []
+        for name, t in [("all", b["all"]), *b["kinds"].items(), *b["transforms"].items()]:
+            rows.append(
+                [
+                    name,
+                    str(t["videos"]),
+                    _f(t["recall"]),
+                    _f(t["pair_precision"]),
+                    str(t["wrong_character"]),
+                    _f(t["fp_per_1000_negative_videos"], 1),
+                    _f(t["micro_ap"], 3),
+                ]
+            )
+        lines += [f"{title}:", ""]
+        lines += _table(
+            ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
+        )
+        lines.append("")
+    return lines
 
 
 def _quality_md(q: dict[str, Any]) -> list[str]:
@@ -570,7 +668,19 @@ def main(argv: list[str] | None = None) -> int:
                 if section not in only:
                     continue
                 ts = time.perf_counter()
-                if section == "quality":
+                if section == "samestyle":
+                    from bench.samestyle import REPORT_SEED, TUNE_SEED, run_samestyle
+
+                    ss = run_samestyle(  # quick: no tune set (a smoke run)
+                        work / "samestyle",
+                        seed=REPORT_SEED,
+                        tune_seed=None if args.quick else TUNE_SEED,
+                        quick=args.quick,
+                    )
+                    ss.pop("pairs", None)
+                    ss.pop("tune_pairs", None)
+                    results["samestyle"] = ss
+                elif section == "quality":
                     from bench.quality import run_quality
 
                     q = run_quality(work / "quality", seed=args.seed, quick=args.quick)

@@ -52,7 +52,7 @@ FPS = 30
 def _shorts(quick: bool) -> dict[str, Any]:
     if quick:
         return {"width": 360, "height": 640, "duration_s": 6.0, "fps": FPS, "count": 2}
-    return {"width": 720, "height": 1280, "duration_s": 30.0, "fps": FPS, "count": 3}
+    return {"width": 720, "height": 1280, "duration_s": 8.0, "fps": FPS, "count": 3}
 
 
 def _draw(spec: Any, path: Path) -> str:
@@ -245,7 +245,6 @@ def _stage_probe(cfg: Any, store: Any, spec: str, shorts: list[Path]) -> dict[st
     from pipeline.frames import sample_frames
     from pipeline.hashing import pdq
     from pipeline.media import probe
-    from pipeline.regions import regions
     from storage.models import Video, VideoState
 
     emb = load_embedder(spec, precision=cfg.embed.precision, threads=cfg.process.torch_threads)
@@ -259,14 +258,15 @@ def _stage_probe(cfg: Any, store: Any, spec: str, shorts: list[Path]) -> dict[st
         for f in picked:
             pdq(f.image)
         t2 = time.perf_counter()
-        crops = [c for f in picked for _, c in regions(f.image)]
         bs = max(1, cfg.process.batch_size)
-        for i in range(0, len(crops), bs):
-            emb.embed_images(crops[i : i + bs])
+        regions_n = 0
+        for i in range(0, len(picked), bs):
+            got = emb.embed_frames([f.image for f in picked[i : i + bs]])
+            regions_n += sum(len(fv.names) for fv in got)
         t3 = time.perf_counter()
         sample_s, hash_s, embed_s = sample_s + t1 - t0, hash_s + t2 - t1, embed_s + t3 - t2
         frames += len(picked)
-        images += len(crops)
+        images += regions_n
         source_frames += round((info.duration or 0) * FPS)
     decode_s = max(1e-9, sample_s - hash_s)
     signals = make_signals(cfg.detect, emb)

@@ -641,14 +641,14 @@ def _composite_at(dst: Image.Image, src: Image.Image, x: int, y: int) -> None:
     dst.alpha_composite(part, (x + left, y + top))
 
 
-@lru_cache(maxsize=256)
-def _render_cached(key: str, pose: int, size: int) -> Image.Image:
-    drawer = _DRAWERS[key]
+def render_posed(draw: Callable[[_Pen, Pose], None], pose: int, size: int) -> Image.Image:
+    """A drawing function's character in pose ``pose``: drawn supersampled, stretched or
+    squashed (feet stay put), rotated, then scaled down to ``size`` (RGBA)."""
     params = pose_params(pose)
     big = size * SUPERSAMPLE
     span = round(big / PAD)
     img = Image.new("RGBA", (big, big), (0, 0, 0, 0))
-    drawer(_Pen(img, span), params)
+    draw(_Pen(img, span), params)
     feet_y = (big - span) / 2 + 0.9 * span
     if params.stretch != 1.0:
         # stretch: narrower and a little taller; squash: wider and shorter (feet stay put)
@@ -665,6 +665,11 @@ def _render_cached(key: str, pose: int, size: int) -> Image.Image:
             lambda im: im.rotate(params.rotation, resample=Image.Resampling.BICUBIC, center=center),
         )
     return _premul_transform(img, lambda im: im.resize((size, size), Image.Resampling.LANCZOS))
+
+
+@lru_cache(maxsize=256)
+def _render_cached(key: str, pose: int, size: int) -> Image.Image:
+    return render_posed(_DRAWERS[key], pose, size)
 
 
 def render_character(key: str, pose: int = 0, size: int = 256) -> Image.Image:

@@ -41,7 +41,8 @@ _PALETTES: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
 class VideoSpec:
     """What a fixture video shows.
 
-    ``character``: a demo character key or None. ``layout``: center | pan | zoom | pip | edge.
+    ``character``: a demo character key, a family member's ``fam:`` sprite key, or None.
+    ``layout``: center | pan | zoom | pip | edge.
     ``scale``: character height as a fraction of the frame width (``scale_end`` for zoom).
     ``edge``: left | right | bottom, the frame edge that crops the character for ``edge``.
     ``background``: gradient | shapes | noise | stripes | room. ``caption``: text in the caption
@@ -237,7 +238,7 @@ class _Scene:
     def sprite(self, key: str, pose: int, px: int) -> Image.Image:
         base = self.sprites.get((key, pose))
         if base is None:
-            base = render_character(key, pose, self.max_px)
+            base = sprite_image(key, pose, self.max_px)
             self.sprites[(key, pose)] = base
         if px == base.width:
             return base
@@ -456,6 +457,16 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_w: 
     if cur:
         lines.append(cur)
     return lines
+
+
+def sprite_image(key: str, pose: int, size: int) -> Image.Image:
+    """A character drawn for a video: a demo character key, or a ``fam:`` key of a
+    :mod:`fixture_platform.family` member."""
+    if key.startswith("fam:"):
+        from fixture_platform.family import render_sprite_key
+
+        return render_sprite_key(key, pose, size)
+    return render_character(key, pose, size)
 
 
 def render_frame(spec: VideoSpec, index: int) -> Image.Image:

@@ -74,7 +74,6 @@ from index.signals import (
     make_signals,
 )
 from pipeline.hashing import pdq
-from pipeline.regions import regions
 from storage.db import Store
 from storage.models import CharacterThreshold, Detection, Frame, Video, VideoState, utcnow
 
@@ -253,19 +252,20 @@ def frame_evidences(
     """One single-frame :class:`VideoEvidence` per picture, made as the pipeline makes them
     (PDQ of the frame, regions of the JPEG, embedded, float16-rounded)."""
     prepared = []
-    crops: list[Image.Image] = []
+    pixels: list[Image.Image] = []
     for img in frames:
         h, q = pdq(img)
-        named = regions(_jpeg(img))
-        prepared.append((h, q, [n for n, _ in named]))
-        crops.extend(c for _, c in named)
-    vecs = []
-    bar = tqdm(total=len(crops), desc="embed", unit="img", disable=not progress)
-    for i in range(0, len(crops), max(1, batch)):
-        vecs.append(np.asarray(embedder.embed_images(crops[i : i + batch]), dtype=np.float32))
-        bar.update(len(crops[i : i + batch]))
+        prepared.append((h, q))
+        pixels.append(_jpeg(img))
+    per_frame = []
+    bar = tqdm(total=len(pixels), desc="embed", unit="frame", disable=not progress)
+    for i in range(0, len(pixels), max(1, batch)):
+        per_frame.extend(embedder.embed_frames(pixels[i : i + batch]))
+        bar.update(len(pixels[i : i + batch]))
     bar.close()
+    vecs = [np.asarray(f.vectors, dtype=np.float32) for f in per_frame]
     allv = _round_fp16(np.concatenate(vecs)) if vecs else np.zeros((0, embedder.dim), np.float32)
+    prepared = [(h, q, f.names) for (h, q), f in zip(prepared, per_frame, strict=True)]
     out, at = [], 0
     for h, q, names in prepared:
         n = len(names)

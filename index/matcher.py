@@ -3,8 +3,9 @@ write :class:`storage.models.Detection` rows and move the videos to ``matched``.
 
 Fusion per (video, character):
 
-* **copy**: a PDQ match (a reference picture re-used, also mirrored or letterboxed) flags on
-  its own: ``match_type = "copy"``;
+* **copy**: a PDQ match (a reference picture re-used, also mirrored or letterboxed) or, when
+  PDQ did not match, a geometric match (ORB keypoints verified by RANSAC: also cropped,
+  picture-in-picture or under overlays) flags on its own: ``match_type = "copy"``;
 * **semantic**: the image-embedding signal flags when at least ``detect.min_frames`` frames
   reach the threshold (temporal consistency); its score is the mean of the ``detect.top_k``
   best frames. A character registered with prompts but no reference images can be flagged by
@@ -30,6 +31,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,8 +141,11 @@ def decode_vector(blob: bytes, dim: int) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-def load_evidence(store: Store, video_id: int, model_id: str, dim: int) -> VideoEvidence:
-    """One video's row, frames and region vectors of ``model_id``.
+def load_evidence(
+    store: Store, video_id: int, model_id: str, dim: int, data_dir: Path | str | None = None
+) -> VideoEvidence:
+    """One video's row, frames and region vectors of ``model_id``; ``data_dir``: where the
+    stored frame paths lie (for signals that read frame pictures).
 
     Raises :class:`ReembedNeeded` when the video has frames but no vectors of ``model_id``.
     """
@@ -177,6 +182,7 @@ def load_evidence(store: Store, video_id: int, model_id: str, dim: int) -> Video
                 for f in frames
             ],
             model_id=model_id,
+            data_dir=str(data_dir) if data_dir is not None else None,
         )
     position = {f.frame_id: i for i, f in enumerate(ev.frames)}
     mine = [r for r in rows if r.model_id == model_id]
@@ -280,8 +286,12 @@ def fuse(
         if cid not in ri.refs.characters:
             continue
         pdq, emb, txt, cap = (sigs.get(n) for n in ("pdq", "embedding", "text_prompt", "caption"))
+        geo = sigs.get("geometric")
         has_images = bool(ri.refs.positives(cid))
-        copy = pdq is not None and pdq.matched
+        copy_src = pdq if pdq is not None and pdq.matched else None
+        if copy_src is None and geo is not None and geo.matched:
+            copy_src = geo
+        copy = copy_src is not None
         semantic_src = None
         if emb is not None and emb.matched:
             semantic_src = emb
@@ -289,10 +299,9 @@ def fuse(
             semantic_src = txt
         if not copy and semantic_src is None:
             continue
-        if copy:
-            assert pdq is not None
-            primary, match_type = pdq, COPY
-            score = max(pdq.score, semantic_src.score if semantic_src else 0.0)
+        if copy_src is not None:
+            primary, match_type = copy_src, COPY
+            score = max(copy_src.score, semantic_src.score if semantic_src else 0.0)
         else:
             assert semantic_src is not None
             primary, match_type = semantic_src, SEMANTIC
@@ -339,6 +348,8 @@ def detect_video(
     cfg: Config, video: VideoEvidence, ri: ReferenceIndex, signals: list[Signal]
 ) -> list[Decision]:
     """Signals + fusion for one loaded video (no database writes)."""
+    if video.data_dir is None:
+        video.data_dir = str(cfg.data_dir)
     return fuse(cfg, video, ri, run_signals(video, ri, signals))
 
 
@@ -464,7 +475,7 @@ def _match_one(
     allow: AllowList | None = None,
 ) -> None:
     try:
-        video = load_evidence(store, vid, embedder.id, embedder.dim)
+        video = load_evidence(store, vid, embedder.id, embedder.dim, cfg.data_dir)
         decisions = detect_video(cfg, video, ri, signals)
         if allow is not None and allow.entries:
             decisions, dropped = apply_allow_list(video, decisions, allow)

@@ -49,16 +49,14 @@ from index.signals import (
     make_signals,
 )
 from pipeline.regions import VERSION as REGIONS_VERSION
-from pipeline.regions import regions
 from storage.db import Store
 from storage.models import Character, CharacterThreshold, Reference
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2  # bump when what goes into an index changes
-BANK_VERSION = 2
+INDEX_VERSION = 3  # bump when what goes into an index changes
+BANK_VERSION = 3
 BANK_SIZE = 128
-BANK_REGIONS = 6  # regions of each bank picture embedded besides the whole picture
 BANK_SEED = 20240611
 STALE_TMP_S = 3600
 
@@ -129,7 +127,7 @@ def fingerprint(
     present), prompts, the signals indexed and the index recipe version."""
     doc = {
         "version": INDEX_VERSION,
-        "bank": [BANK_VERSION, bank_size, BANK_SEED, BANK_REGIONS, REGIONS_VERSION],
+        "bank": [BANK_VERSION, bank_size, BANK_SEED, REGIONS_VERSION],
         "signals": sorted(signal_names),
         "prompts": sorted((c.id, sorted(c.prompts)) for c in refs.characters.values()),
         "images": [
@@ -266,20 +264,6 @@ def bank_images(n: int = BANK_SIZE, seed: int = BANK_SEED) -> list[Image.Image]:
     return out
 
 
-def bank_pictures(images: Sequence[Image.Image], seed: int = BANK_SEED) -> list[Image.Image]:
-    """What is embedded for the background bank: each bank picture whole plus
-    ``BANK_REGIONS`` of its regions (:func:`pipeline.regions.regions`, picked at random with a
-    fixed seed), since frames are compared region by region."""
-    rng = random.Random(seed)
-    out: list[Image.Image] = []
-    for img in images:
-        named = regions(img)
-        out.append(named[0][1])
-        crops = [c for _, c in named[1:]]
-        out.extend(rng.sample(crops, min(BANK_REGIONS, len(crops))))
-    return out
-
-
 def backdrops(images: Sequence[Image.Image]) -> list[Image.Image]:
     """The bank pictures without a figure (every other one): backdrops for reference
     subjects (see :class:`index.signals.EmbeddingSignal`)."""
@@ -289,8 +273,8 @@ def backdrops(images: Sequence[Image.Image]) -> list[Image.Image]:
 def background_bank(
     cfg: Config, embedder: Any, n: int = BANK_SIZE, images: Sequence[Image.Image] | None = None
 ) -> np.ndarray:
-    """Embeddings of :func:`bank_pictures` of :func:`bank_images` for this embedder, cached
-    under ``indexes/``."""
+    """The region vectors (:meth:`Embedder.embed_frames`, every region of every picture) of
+    :func:`bank_images` for this embedder, cached under ``indexes/``."""
     path = index_dir(cfg) / f"bank-{embedder_slug(embedder.id)}.npz"
     tag = f"{embedder.id}|{BANK_VERSION}|{n}|{BANK_SEED}|regions-{REGIONS_VERSION}"
     if path.is_file():
@@ -300,8 +284,9 @@ def background_bank(
                     return np.asarray(z["vectors"], dtype=np.float32)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("background bank %s unreadable, recomputing: %s", path, exc)
-    pictures = bank_pictures(images if images is not None else bank_images(n))
-    vectors = np.asarray(embedder.embed_images(pictures), dtype=np.float32)
+    pictures = images if images is not None else bank_images(n)
+    per_frame = embedder.embed_frames(pictures)
+    vectors = np.concatenate([np.asarray(f.vectors, np.float32) for f in per_frame])
     buf = _npz_bytes(vectors=vectors, tag=np.array([tag]))
     atomic_write(path, buf)
     return vectors

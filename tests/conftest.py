@@ -82,11 +82,12 @@ def bank_cache(request: pytest.FixtureRequest) -> Path:
     folder, under a key made from the code that computes them (any change recomputes)."""
     import index.refindex
     import index.signals
+    import pipeline.color
+    import pipeline.embedders.effnet
     import pipeline.regions
 
-    code = b"".join(
-        Path(m.__file__).read_bytes() for m in (index.refindex, index.signals, pipeline.regions)
-    )
+    modules = (index.refindex, index.signals, pipeline.regions, pipeline.color)
+    code = b"".join(Path(m.__file__).read_bytes() for m in (*modules, pipeline.embedders.effnet))
     key = hashlib.sha256(code).hexdigest()[:16]
     cache = getattr(request.config, "cache", None)
     if cache is None:

@@ -155,9 +155,8 @@ class Lab:
                 s.add(frame)
                 s.flush()
                 with Image.open(path) as stored:
-                    named = regions(stored.convert("RGB"))
-                vecs = emb.embed_images([c for _, c in named])
-                for (region, _), vec in zip(named, vecs, strict=True):
+                    (fv,) = emb.embed_frames([stored.convert("RGB")])
+                for region, vec in zip(fv.names, fv.vectors, strict=True):
                     s.add(
                         Embedding(
                             frame_id=frame.id,
@@ -433,7 +432,7 @@ def past(tmp_path_factory, embedder, bank_cache) -> Lab:
     lab.pompom = lab.add_video([scene(rng, "pompom", 0.8, pose=3)])
     lab.moss = lab.add_video([scene(rng, "mossling", 0.8, pose=4)])
     lab.empty = lab.add_video([scene(rng, None)])
-    lab.gear = lab.add_video([scene(rng, "gearbolt", 0.85, pose=p) for p in (0, 6)])
+    lab.gear = lab.add_video([scene(rng, "gearbolt", 0.85, pose=p) for p in (0, 6, 3)])
     stats = detect_pending(lab.cfg, lab.store, embedder, progress=False)
     assert stats.matched == 5
     return lab

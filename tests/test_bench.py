@@ -142,6 +142,7 @@ def _unit(v: float | None) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run(
@@ -171,6 +172,17 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
     pairs = json.loads((out / "latest-pairs.json").read_text())
     assert len(pairs) == fused["pairs"]
 
+    ss = data["samestyle"]
+    assert not ss["set"]["failed_videos"] and ss["set"]["positive_videos"] > 0
+    assert set(ss["production"]["kinds"]) == {
+        "copy",
+        "new drawing",
+        "unregistered",
+        "look-alike",
+        "scene",
+    }
+    assert _unit(ss["fused"]["micro_ap"]) and ss["fused"]["micro_ap"] > 0
+
     tp = data["throughput"]
     eff = tp["cases"]["effnet-lite0"]
     assert "error" not in eff, eff
@@ -189,6 +201,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
         assert _unit(size["chosen"]["recall_at_10"]) and size["chosen"]["ms_per_query_median"] > 0
         assert math.isfinite(size["index_mb"])
 
-    for heading in ("### Targets", "### Detection quality", "### Throughput", "### Archive index"):
+    headings = ("### Targets", "### Same-style characters", "### Detection quality")
+    for heading in (*headings, "### Throughput", "### Archive index"):
         assert heading in md
     assert md in proc.stdout  # the table is printed for the README

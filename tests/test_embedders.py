@@ -43,16 +43,16 @@ def test_effnet_real_weights_classify_photos(effnet_fp32: EffNetLite0, photos) -
 
 def test_effnet_embedding_shape_norm_and_id(effnet_fp32: EffNetLite0, photos) -> None:
     assert isinstance(effnet_fp32, Embedder)
-    assert effnet_fp32.id == "effnet-lite0:imagenet:fp32"
-    assert effnet_fp32.dim == 1280 and effnet_fp32.has_text is False
+    assert effnet_fp32.id == "effnet-lite0:imagenet-gem3-hsv51:fp32"
+    assert effnet_fp32.dim == 1280 + 51 and effnet_fp32.has_text is False
     vecs = effnet_fp32.embed_images(photos)
-    assert vecs.shape == (3, 1280) and vecs.dtype == np.float32
+    assert vecs.shape == (3, effnet_fp32.dim) and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     # different photos are not the same vector; the same photo twice is
     assert float(vecs[0] @ vecs[1]) < 0.9
     again = effnet_fp32.embed_images(photos[:1])
     assert float(again[0] @ vecs[0]) > 0.9999
-    assert effnet_fp32.embed_images([]).shape == (0, 1280)
+    assert effnet_fp32.embed_images([]).shape == (0, effnet_fp32.dim)
     with pytest.raises(NotImplementedError):
         effnet_fp32.embed_texts(["a cat"])
 
@@ -64,6 +64,30 @@ def test_effnet_vertical_frame_kept_whole(effnet_fp32: EffNetLite0, photos) -> N
     frame.paste(cat, (0, 0))
     ((idx, _),) = effnet_fp32.classify([frame])
     assert idx in CAT_CLASSES
+
+
+def test_effnet_regions_pooled_from_one_pass(effnet_fp32: EffNetLite0, photos) -> None:
+    """Every region of the frame comes from one pass; a region around the cat is nearer to
+    the cat photo than the frame's other regions, and the default crop path names the same
+    regions."""
+    from pipeline.regions import region_boxes
+
+    cat = photos[0].resize((300, 200))
+    noise = np.random.default_rng(0).integers(0, 255, (640 // 8, 360 // 8, 3), dtype=np.uint8)
+    frame = Image.fromarray(noise).resize((360, 640))  # busy: no border to remove
+    frame.paste(cat, (30, 20))
+    (fv,) = effnet_fp32.embed_frames([frame])
+    assert fv.names == [n for n, _ in region_boxes(360, 640)]
+    assert fv.vectors.shape == (len(fv.names), effnet_fp32.dim)
+    np.testing.assert_allclose(np.linalg.norm(fv.vectors, axis=1), 1.0, atol=1e-5)
+    ref = effnet_fp32.embed_images([photos[0]])[0]
+    sims = dict(zip(fv.names, fv.vectors @ ref, strict=True))
+    assert sims["top"] > sims["bot"] + 0.1, sims
+    (crops,) = Embedder.embed_frames(effnet_fp32, [frame])  # the crop-by-crop default
+    assert crops.names == fv.names
+    # the same frame twice in one batch gives the same vectors
+    a, b = effnet_fp32.embed_frames([frame, frame])
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
 
 
 def test_effnet_key_mapping_is_complete(effnet_fp32: EffNetLite0) -> None:
@@ -83,7 +107,7 @@ def test_effnet_key_mapping_is_complete(effnet_fp32: EffNetLite0) -> None:
 
 def test_effnet_bf16_close_to_fp32(effnet_fp32: EffNetLite0, photos) -> None:
     bf16 = load_embedder("effnet-lite0", precision="bf16")
-    assert bf16.id == "effnet-lite0:imagenet:bf16"
+    assert bf16.id == "effnet-lite0:imagenet-gem3-hsv51:bf16"
     cos = np.sum(bf16.embed_images(photos) * effnet_fp32.embed_images(photos), axis=1)
     assert cos.min() >= 0.99, cos
 

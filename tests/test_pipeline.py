@@ -551,30 +551,25 @@ def test_worker_transient_failure_is_retried_later(tmp_path: Path, server: str, 
     assert process_pending(cfg, store, embedder, progress=False).claimed == 0
 
 
-def test_worker_stop_midway_releases_and_resumes(tmp_path: Path, server: str, embedder) -> None:
-    cfg = _config(tmp_path, max_frames=3, batch_size=4)  # one video per embedding batch
+def test_worker_stop_midway_releases_and_resumes(
+    tmp_path: Path, server: str, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(tmp_path, max_frames=3, batch_size=4)  # about two videos per embedding batch
     store = Store(cfg.storage.database_url)
     _add(store, server, {f"v{i}": p for i, p in enumerate(["/ok.mp4", "/cuts.mp4"] * 2)})
     stop = threading.Event()
+    embed_frames = embedder.embed_frames
 
-    def stop_after_first() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not stop.is_set():
-            with store.session() as s:
-                done = s.scalar(
-                    select(func.count())
-                    .select_from(Video)
-                    .where(Video.state == VideoState.EMBEDDED)
-                )
-            if done:
-                stop.set()
-            time.sleep(0.02)
+    def stop_after_first_batch(images: list[Image.Image]) -> list:
+        # the next videos are sampled in the background meanwhile, so the next batch could
+        # start at once: stop here rather than when a watcher sees the first "embedded" row
+        out = embed_frames(images)
+        stop.set()
+        return out
 
-    watcher = threading.Thread(target=stop_after_first)
-    watcher.start()
+    monkeypatch.setattr(embedder, "embed_frames", stop_after_first_batch)
     stats = process_pending(cfg, store, embedder, progress=False, stop=stop)
-    stop.set()
-    watcher.join()
+    monkeypatch.undo()
     assert 1 <= stats.processed < 4 and stats.failed == 0
     with store.session() as s:
         videos = list(s.scalars(select(Video)))
@@ -584,6 +579,35 @@ def test_worker_stop_midway_releases_and_resumes(tmp_path: Path, server: str, em
     assert stats.processed + again.processed == 4
     with store.session() as s:
         assert {v.state for v in s.scalars(select(Video))} == {VideoState.EMBEDDED}
+
+
+def test_worker_samples_frames_in_a_pool_before_dropping_media(
+    tmp_path: Path, server: str, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampling runs on the "frames" threads, and the media file goes only once it is done."""
+    import pipeline.worker as worker
+
+    cfg = _config(tmp_path, keep_media="none", batch_size=4)
+    store = Store(cfg.storage.database_url)
+    _add(store, server, {f"v{i}": p for i, p in enumerate(["/ok.mp4", "/cuts.mp4"] * 2)})
+    seen: list[tuple[str, bool]] = []
+    real = worker.sample_frames
+
+    def spy(path: Path, pcfg: ProcessConfig) -> list:
+        frames = real(path, pcfg)
+        seen.append((threading.current_thread().name, path.is_file()))
+        return frames
+
+    monkeypatch.setattr(worker, "sample_frames", spy)
+    stats = process_pending(cfg, store, embedder, progress=False)
+    assert stats.processed == 4 and stats.failed == 0 and stats.released == 0
+    assert len(seen) == 4
+    assert all(name.startswith("frames") and present for name, present in seen), seen
+    with store.session() as s:
+        videos = list(s.scalars(select(Video)))
+        assert {v.state for v in videos} == {VideoState.EMBEDDED}
+        assert all(v.media_path is None and v.lease_owner is None for v in videos)
+    assert not list((cfg.data_dir / "media").rglob("*.mp4"))
 
 
 def test_worker_stages_are_idempotent(tmp_path: Path, processed, embedder) -> None:

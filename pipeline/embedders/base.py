@@ -6,6 +6,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 class EmbedderUnavailable(RuntimeError):
     """The model or its weights cannot be loaded here (offline, missing file, bad spec)."""
+
+
+@dataclass
+class FrameVectors:
+    """The region vectors of one frame: row ``i`` of ``vectors`` is region ``names[i]``
+    (:mod:`pipeline.regions`; ``names[0]`` is ``"full"``)."""
+
+    names: list[str]
+    vectors: np.ndarray
 
 
 class Embedder(ABC):
@@ -35,6 +45,23 @@ class Embedder(ABC):
     @abstractmethod
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """``(n, dim)`` float32, rows L2-normalised."""
+
+    def embed_frames(self, frames: Sequence[Image.Image]) -> list[FrameVectors]:
+        """One :class:`FrameVectors` per frame, for the regions of :func:`pipeline.regions.regions`.
+
+        This default crops each region and embeds the crops; embedders with a convolutional
+        feature map override it to pool every region from one pass over the frame.
+        """
+        from pipeline.regions import regions
+
+        named = [regions(f) for f in frames]
+        flat = [crop for n in named for _, crop in n]
+        vecs = self.embed_images(flat) if flat else np.zeros((0, self.dim), np.float32)
+        out, at = [], 0
+        for n in named:
+            out.append(FrameVectors([name for name, _ in n], vecs[at : at + len(n)]))
+            at += len(n)
+        return out
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, dim)`` float32, rows L2-normalised, in the image space (text towers only)."""

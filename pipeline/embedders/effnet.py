@@ -24,20 +24,30 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from pipeline.color import BINS as COLOR_BINS
+from pipeline.color import region_histograms
 from pipeline.embedders.base import (
     Embedder,
     EmbedderUnavailable,
+    FrameVectors,
     l2_normalize,
     letterbox,
     resolve_precision,
     set_threads,
 )
+from pipeline.hashing import remove_borders
+from pipeline.regions import FULL, region_boxes
 
 INPUT_SIZE = 224
 PAD_FILL = (127, 127, 127)
 MEAN, STD = 127.0, 128.0
 TIMM_ARCH = "tf_efficientnet_lite0"
 CHUNK = 64  # images per forward pass
+FRAME_CHUNK = 8  # frames per forward pass in embed_frames
+FRAME_SHORT = 360  # frames are pooled from a pass at this short side
+GEM_P = 3.0  # generalised-mean exponent of the regional pooling
+COLOR_WEIGHT = 1.0  # weight of the colour histogram against the (unit) network features
+FEATURES = "gem3-hsv51"  # what a vector holds; part of the embedder id
 
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
 _TOP_FC = {"_fc": "classifier"}
@@ -101,6 +111,20 @@ def map_state_dict(src: dict, model) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
+def _cells(lo: float, hi: float, length: int, cells: int) -> tuple[int, int]:
+    """The feature-map cells ``[first, last)`` whose centres a pixel span covers (at least
+    one)."""
+    stride = length / cells
+    first = min(cells - 1, max(0, int(round(lo / stride))))
+    last = max(first + 1, min(cells, int(round(hi / stride))))
+    return first, last
+
+
+def _combine(features: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Unit network features and weighted unit colour histograms side by side, unit length."""
+    return l2_normalize(np.concatenate([l2_normalize(features), COLOR_WEIGHT * colours], axis=1))
+
+
 def to_batch(images: Sequence[Image.Image]):  # type: ignore[no-untyped-def]
     """Letterboxed, normalised NCHW float tensor in channels-last memory layout."""
     import torch
@@ -113,7 +137,7 @@ def to_batch(images: Sequence[Image.Image]):  # type: ignore[no-untyped-def]
 class EffNetLite0(Embedder):
     """EfficientNet-Lite0 (ImageNet) pooled features; ``classify`` gives ImageNet classes."""
 
-    dim = 1280
+    dim = 1280 + COLOR_BINS
     has_text = False
 
     def __init__(self, precision: str = "auto", threads: int = 0) -> None:
@@ -124,17 +148,19 @@ class EffNetLite0(Embedder):
         self.precision = resolve_precision(precision)
         if self.precision == "int8":
             raise ValueError("effnet-lite0 runs in fp32 or bf16 (int8 is for CLIP models)")
-        self.id = f"effnet-lite0:imagenet:{self.precision}"
+        self.id = f"effnet-lite0:imagenet-{FEATURES}:{self.precision}"
         src = torch.load(weights_file(), map_location="cpu", weights_only=True)
         model = timm.create_model(TIMM_ARCH, pretrained=False)
         model.load_state_dict(map_state_dict(src, model), strict=True)
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        # a CUDA GPU when there is one (large batches pay off there); the CPU otherwise
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
 
     def _autocast(self):  # type: ignore[no-untyped-def]
         import torch
 
         if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _pooled(self, images: Sequence[Image.Image]):  # type: ignore[no-untyped-def]
@@ -143,15 +169,92 @@ class EffNetLite0(Embedder):
         outs = []
         with torch.inference_mode(), self._autocast():
             for i in range(0, len(images), CHUNK):
-                x = to_batch(images[i : i + CHUNK])
+                x = to_batch(images[i : i + CHUNK]).to(self.device)
                 feats = self.model.forward_features(x)
-                outs.append(self.model.forward_head(feats, pre_logits=True).float())
+                outs.append(self.model.forward_head(feats, pre_logits=True).float().cpu())
         return torch.cat(outs)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Each picture whole (letterboxed to 224): GeM-pooled features plus its colours."""
+        import torch
+
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalize(self._pooled(images).numpy())
+        parts = []
+        for i in range(0, len(images), CHUNK):
+            chunk = images[i : i + CHUNK]
+            with torch.inference_mode():
+                fmap = self._gem_maps(to_batch(chunk))
+                pooled = fmap.mean(dim=(2, 3)).pow_(1.0 / GEM_P).cpu().numpy()
+            colours = np.stack(
+                [region_histograms(im.convert("RGB"), [(0, 0, *im.size)])[0] for im in chunk]
+            )
+            parts.append(_combine(pooled, colours))
+        return np.concatenate(parts)
+
+    def _gem_maps(self, x):  # type: ignore[no-untyped-def]
+        """The final feature map (N, 1280, h, w) to the power ``GEM_P``, float32, on the
+        model's device (call under ``torch.inference_mode``)."""
+        with self._autocast():
+            fmap = self.model.forward_features(x.to(self.device))
+            return fmap.float().clamp_(min=1e-6).pow_(GEM_P)
+
+    def embed_frames(self, frames: Sequence[Image.Image]) -> list[FrameVectors]:
+        """Every region of :func:`pipeline.regions.region_boxes` pooled from one pass per frame.
+
+        The frame (letterbox bars removed) is scaled to a short side of ``FRAME_SHORT`` and
+        run through the network once; each region's vector is the generalised mean
+        (``GEM_P``) of the final feature map over the cells its box covers, the regional
+        pooling of instance retrieval (R-MAC / GeM), instead of one forward pass per crop.
+        """
+        import torch
+
+        prepared: list[tuple[Image.Image, list[tuple[str, tuple[int, int, int, int]]]]] = []
+        for f in frames:
+            img = remove_borders(f)
+            w, h = img.size
+            boxes = region_boxes(w, h) if min(w, h) >= 16 else [(FULL, (0, 0, w, h))]
+            scale = FRAME_SHORT / max(1, min(w, h))
+            size = (max(32, round(w * scale)), max(32, round(h * scale)))
+            if size != img.size:
+                img = img.resize(size, Image.Resampling.BILINEAR)
+            sx, sy = size[0] / w, size[1] / h
+            prepared.append(
+                (img, [(n, (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)) for n, b in boxes])
+            )
+        out: list[FrameVectors | None] = [None] * len(prepared)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, (img, _) in enumerate(prepared):
+            by_size.setdefault(img.size, []).append(i)
+        for (w, h), idx in by_size.items():
+            for at in range(0, len(idx), FRAME_CHUNK):
+                part = idx[at : at + FRAME_CHUNK]
+                arr = np.stack([np.asarray(prepared[i][0]) for i in part])
+                x = (torch.from_numpy(arr).permute(0, 3, 1, 2).float() - MEAN) / STD
+                with torch.inference_mode():
+                    fmap = self._gem_maps(x)
+                    pooled_all = self._pool_regions(fmap, part, prepared, w, h)
+                for i, (names, vecs) in zip(part, pooled_all, strict=True):
+                    colours = region_histograms(prepared[i][0], [b for _, b in prepared[i][1]])
+                    out[i] = FrameVectors(names, _combine(vecs, colours))
+        return [o for o in out if o is not None]
+
+    @staticmethod
+    def _pool_regions(fmap, part, prepared, w: int, h: int):  # type: ignore[no-untyped-def]
+        """``[(names, (n, 1280) GeM vectors)]`` for the frames ``part`` of a batch's map."""
+        import torch
+
+        mh, mw = fmap.shape[2], fmap.shape[3]
+        out = []
+        for j, i in enumerate(part):
+            names, pooled = [], []
+            for name, (x0, y0, x1, y1) in prepared[i][1]:
+                c0, c1 = _cells(x0, x1, w, mw)
+                r0, r1 = _cells(y0, y1, h, mh)
+                pooled.append(fmap[j, :, r0:r1, c0:c1].mean(dim=(1, 2)))
+                names.append(name)
+            out.append((names, torch.stack(pooled).pow_(1.0 / GEM_P).cpu().numpy()))
+        return out
 
     def classify(self, images: Sequence[Image.Image]) -> list[tuple[int, float]]:
         """Top-1 ImageNet class index and its softmax probability per image."""

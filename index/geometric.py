@@ -1,0 +1,374 @@
+"""Copies verified by geometry: ORB keypoints of the frame matched to each reference picture.
+
+PDQ hashes the whole frame, so a reference picture re-used as part of a frame (cropped,
+picture-in-picture, letterboxed, under text overlays) escapes it. Local features do not care
+what surrounds the copy: each positive reference picture, as given and mirrored, is reduced to
+ORB keypoints (binary 256-bit descriptors) at a fixed size. For each stored frame, the frame's
+keypoints are matched to each reference variant (Hamming distance, Lowe ratio test) and a
+similarity transform (rotation, uniform scale, translation) is fitted with RANSAC. The frame
+*verifies* the reference when enough matches agree with one transform of sane scale, spread over
+the picture. A new drawing of the same character (another pose) shares style and colours but
+not the pixel layout, so it does not verify: that is the semantic signals' business.
+
+The index keeps one metadata row per reference variant; the descriptors, their keypoint
+coordinates and the variant row of each descriptor are arrays of the :class:`VectorIndex`
+(its FAISS part only numbers the variants). Frames are read from their stored JPEG
+(``FrameRow.image_path``, relative to ``VideoEvidence.data_dir``); a missing file is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from index.signals import (
+    COPY,
+    IndexInputs,
+    MatchPolicy,
+    ReferenceSet,
+    Signal,
+    SignalResult,
+    VectorIndex,
+    VideoEvidence,
+    calibrate_similarity,
+    frame_seconds,
+)
+
+REF_SIDE = 480  # reference pictures are described at this long side (px)
+REF_FEATURES = 500
+FRAME_SIDE = 640  # frames are described at this long side (px, up- or downscaled)
+FRAME_FEATURES = 1000
+KNN = 4  # neighbours fetched per frame keypoint among all reference descriptors
+RATIO = 0.8  # Lowe ratio test within one reference variant
+MAX_DISTANCE = 80  # Hamming bits: farther neighbours are no match
+RANSAC_PX = 5.0  # reprojection tolerance in frame pixels (at FRAME_SIDE)
+MIN_INLIERS = 15  # a frame verifies a reference at this many inliers (score 0.5)
+CEILING_INLIERS = 60  # score 1.0
+MIN_SCALE, MAX_SCALE = 0.1, 10.0  # reference px -> frame px
+MIN_SPREAD = 0.15  # inliers must span this share of the reference's width and height
+THUMB_SIDE = 128  # colour thumbnail of each reference variant, for the pixel check
+PIXEL_TOLERANCE = 40  # a pixel agrees when no channel differs by more (0-255)
+MIN_AGREEMENT = 0.94  # share of the visible reference pixels that must agree
+MIN_VISIBLE = 0.25  # share of the reference that must lie inside the frame
+
+
+@dataclass
+class Verification:
+    """The best geometric fit of one frame to one reference variant."""
+
+    variant: int
+    inliers: int
+    matches: int
+    scale: float
+    box: list[list[float]]  # the reference's corners in frame pixels
+    agreement: float = 0.0  # share of visible reference pixels the frame reproduces
+    visible: float = 0.0  # share of the reference inside the frame
+    sane: bool = False
+
+
+def _orb(nfeatures: int) -> Any:
+    return cv2.ORB_create(nfeatures=nfeatures, scaleFactor=1.2, nlevels=8, fastThreshold=12)
+
+
+def _resize_long(img: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``img`` scaled so its long side is ``side``; also the factor applied."""
+    h, w = img.shape[:2]
+    f = side / max(h, w)
+    if abs(f - 1.0) < 1e-3:
+        return img, 1.0
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(img, size, interpolation=interp), f
+
+
+def describe(gray: np.ndarray, nfeatures: int) -> tuple[np.ndarray, np.ndarray]:
+    """ORB ``(xy (n, 2) float32, descriptors (n, 32) uint8)`` of a grayscale picture."""
+    kps, desc = _orb(nfeatures).detectAndCompute(gray, None)
+    if desc is None or not kps:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    xy = np.array([k.pt for k in kps], dtype=np.float32)
+    return xy, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def candidate_matches(
+    dist: np.ndarray, ids: np.ndarray, owner: np.ndarray
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per reference variant, ``(frame rows, reference rows)`` passing the ratio test.
+
+    ``dist``/``ids``: each frame keypoint's ``KNN`` nearest reference descriptors. The second
+    nearest of a variant not among them is taken as the farthest fetched (a lower bound)."""
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for q in range(len(ids)):
+        seen: dict[int, tuple[int, float]] = {}
+        second: dict[int, float] = {}
+        for d, i in zip(dist[q], ids[q], strict=True):
+            if i < 0:
+                continue
+            v = int(owner[i])
+            if v not in seen:
+                seen[v] = (int(i), float(d))
+            elif v not in second:
+                second[v] = float(d)
+        last = float(dist[q][-1])
+        for v, (i, d) in seen.items():
+            if d <= MAX_DISTANCE and d < RATIO * second.get(v, last):
+                rows = out.setdefault(v, ([], []))
+                rows[0].append(q)
+                rows[1].append(i)
+    return {v: (np.asarray(a, np.int64), np.asarray(b, np.int64)) for v, (a, b) in out.items()}
+
+
+def fit(
+    frame_xy: np.ndarray,
+    ref_xy: np.ndarray,
+    qi: np.ndarray,
+    ri: np.ndarray,
+    ref_size: tuple[float, float],
+    variant: int = 0,
+) -> tuple[Verification, np.ndarray] | None:
+    """A similarity transform (2 x 3, reference px -> frame px) fitted with RANSAC to the
+    matches, and its verification (pixels not checked yet); None when it cannot be fitted."""
+    if len(qi) < 4:
+        return None
+    m, mask = cv2.estimateAffinePartial2D(
+        ref_xy[ri].reshape(-1, 1, 2),
+        frame_xy[qi].reshape(-1, 1, 2),
+        method=cv2.RANSAC,
+        ransacReprojThreshold=RANSAC_PX,
+        maxIters=2000,
+        confidence=0.995,
+    )
+    if m is None or mask is None or not np.isfinite(m).all():
+        return None
+    inl = mask.ravel().astype(bool)
+    scale = float(math.hypot(m[0, 0], m[1, 0]))
+    w, h = ref_size
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    box = corners @ m[:, :2].T + m[:, 2]
+    pts = ref_xy[ri][inl]
+    spread = bool(
+        len(pts) and np.ptp(pts[:, 0]) >= MIN_SPREAD * w and np.ptp(pts[:, 1]) >= MIN_SPREAD * h
+    )
+    # count distinct frame keypoints: one may match several reference keypoints
+    inliers = len(np.unique(qi[inl]))
+    ver = Verification(variant, inliers, len(qi), scale, box.tolist())
+    ver.sane = MIN_SCALE <= scale <= MAX_SCALE and spread
+    return ver, m
+
+
+def pixel_agreement(
+    frame_bgr: np.ndarray, thumb: np.ndarray, m: np.ndarray, ref_size: tuple[float, float]
+) -> tuple[float, float]:
+    """``(agreement, visible)``: the frame resampled onto the reference's thumbnail through
+    ``m``; the share of the visible thumbnail pixels whose colour it reproduces, and the share
+    of the thumbnail inside the frame."""
+    th, tw = thumb.shape[:2]
+    w, h = ref_size
+    to_frame = m.astype(np.float64) @ np.diag([w / tw, h / th, 1.0])  # thumb px -> frame px
+    step = float(math.hypot(to_frame[0, 0], to_frame[1, 0]))  # frame px per thumb px
+    src = cv2.GaussianBlur(frame_bgr, (0, 0), max(0.5, 0.5 * step)) if step > 1.5 else frame_bgr
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(src, to_frame, (tw, th), flags=flags, borderValue=(0, 0, 0))
+    inside = cv2.warpAffine(
+        np.full(frame_bgr.shape[:2], 255, np.uint8), to_frame, (tw, th), flags=flags
+    )
+    valid = inside == 255
+    visible = float(valid.mean())
+    if not valid.any():
+        return 0.0, 0.0
+    a = cv2.GaussianBlur(warped, (0, 0), 1.0).astype(np.int16)
+    b = cv2.GaussianBlur(thumb, (0, 0), 1.0).astype(np.int16)
+    agree = np.abs(a - b).max(axis=2) <= PIXEL_TOLERANCE
+    return float(agree[valid].mean()), visible
+
+
+class GeometricSignal(Signal):
+    """Re-use of a reference picture anywhere in a frame, verified by a RANSAC fit of ORB
+    keypoint matches and by the frame reproducing the reference's pixels where the fit puts
+    them (see the module docstring). One verified frame flags a copy, like PDQ; a character's
+    calibrated ``geometric`` threshold replaces the inlier threshold."""
+
+    name = "geometric"
+    kind = COPY
+    indexed = True
+
+    def index_references(self, refs: ReferenceSet, inputs: IndexInputs) -> VectorIndex:
+        meta: list[dict[str, Any]] = []
+        xys: list[np.ndarray] = []
+        descs: list[np.ndarray] = []
+        owner: list[np.ndarray] = []
+        thumbs: list[np.ndarray] = []
+        for ref in refs.images:
+            if ref.negative:
+                continue
+            img = inputs.load_image(ref)
+            if img is None:
+                continue
+            bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
+            gray, _ = _resize_long(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), REF_SIDE)
+            thumb, _ = _resize_long(bgr, THUMB_SIDE)
+            for mirrored in (False, True):
+                xy, desc = describe(cv2.flip(gray, 1) if mirrored else gray, REF_FEATURES)
+                if len(desc) < MIN_INLIERS:
+                    continue
+                owner.append(np.full(len(desc), len(meta), np.int32))
+                padded = np.zeros((THUMB_SIDE, THUMB_SIDE, 3), np.uint8)
+                t = cv2.flip(thumb, 1) if mirrored else thumb
+                padded[: t.shape[0], : t.shape[1]] = t
+                meta.append(
+                    {
+                        "reference_id": ref.reference_id,
+                        "character_id": ref.character_id,
+                        "mirrored": mirrored,
+                        "size": [int(gray.shape[1]), int(gray.shape[0])],
+                        "thumb": [int(t.shape[1]), int(t.shape[0])],
+                    }
+                )
+                xys.append(xy)
+                descs.append(desc)
+                thumbs.append(padded)
+        return VectorIndex.flat_ip(
+            np.zeros((len(meta), 1), np.float32),
+            meta,
+            desc=np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8),
+            xy=np.concatenate(xys) if xys else np.zeros((0, 2), np.float32),
+            variant=np.concatenate(owner) if owner else np.zeros(0, np.int32),
+            thumb=np.stack(thumbs)
+            if thumbs
+            else np.zeros((0, THUMB_SIDE, THUMB_SIDE, 3), np.uint8),
+        )
+
+    def frame_path(self, video: VideoEvidence, stored: str) -> Path:
+        """The file of a stored frame path (relative to ``video.data_dir`` unless absolute)."""
+        p = Path(stored)
+        if p.is_absolute() or not video.data_dir:
+            return p
+        return Path(video.data_dir) / p
+
+    def verify_frame(self, bgr: np.ndarray, index: VectorIndex) -> list[Verification]:
+        """Every fit of one frame (BGR, at ``FRAME_SIDE``) to a reference variant."""
+        a = index.arrays
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        xy, desc = describe(gray, FRAME_FEATURES)
+        if len(desc) < MIN_INLIERS or len(a["desc"]) == 0:
+            return []
+        k = min(KNN, len(a["desc"]))
+        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(desc, a["desc"], k=k)
+        dist = np.full((len(desc), k), 256.0, np.float32)
+        ids = np.full((len(desc), k), -1, np.int64)
+        for q, row in enumerate(knn):
+            for j, mt in enumerate(row):
+                dist[q, j], ids[q, j] = mt.distance, mt.trainIdx
+        out = []
+        for v, (qi, ri) in candidate_matches(dist, ids, a["variant"]).items():
+            if len(qi) < MIN_INLIERS // 2:
+                continue
+            m = index.meta[v]
+            size = (float(m["size"][0]), float(m["size"][1]))
+            got = fit(xy, a["xy"], qi, ri, size, v)
+            if got is None:
+                continue
+            ver, transform = got
+            if ver.sane and ver.inliers >= MIN_INLIERS // 2:
+                tw, th = m["thumb"]
+                thumb = a["thumb"][v][:th, :tw]
+                ver.agreement, ver.visible = pixel_agreement(bgr, thumb, transform, size)
+            out.append(ver)
+        return out
+
+    @staticmethod
+    def verified(ver: Verification, min_inliers: int) -> bool:
+        """The fit proves a copy: enough inliers, sane transform, pixels reproduced."""
+        return (
+            ver.sane
+            and ver.inliers >= min_inliers
+            and ver.visible >= MIN_VISIBLE
+            and ver.agreement >= MIN_AGREEMENT
+        )
+
+    def compare(
+        self, video: VideoEvidence, refs: ReferenceSet, index: VectorIndex | None
+    ) -> list[SignalResult]:
+        if index is None or index.ntotal == 0 or "desc" not in index.arrays:
+            return []
+        used: list[int] = []  # positions of the frames read
+        best: dict[int, dict[int, Verification]] = {}  # character -> frame -> best fit
+        for i, f in enumerate(video.frames):
+            if not f.image_path:
+                continue
+            path = self.frame_path(video, f.image_path)
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+            if bgr is None:  # cleaned up or unreadable
+                continue
+            small, k = _resize_long(bgr, FRAME_SIDE)
+            used.append(i)
+            for ver in self.verify_frame(small, index):
+                ver.box = [[x / k, y / k] for x, y in ver.box]  # frame file pixels
+                ver.scale /= k
+                cid = index.meta[ver.variant]["character_id"]
+                row = best.setdefault(cid, {})
+                old = row.get(i)
+                rank = (self.verified(ver, 1), ver.sane, ver.inliers)
+                if old is None or rank > (self.verified(old, 1), old.sane, old.inliers):
+                    row[i] = ver
+        if not used:
+            return []
+        secs = frame_seconds([video.frames[i].t for i in used], video.duration_s)
+        out = []
+        for cid, row in best.items():
+            char = refs.characters.get(cid)
+            calibrated = char.threshold(self.name) if char is not None else None
+            need_inliers = int(round(calibrated)) if calibrated is not None else MIN_INLIERS
+            fits = [row.get(i) for i in used]
+            ok = np.array([v is not None and self.verified(v, need_inliers) for v in fits])
+            policy = MatchPolicy.for_character(char, 1, copy=True)
+            over, need, seconds, matched = policy.check(ok, secs, len(used))
+            # the best frame: verified first, then most inliers
+            j = max(
+                (j for j, v in enumerate(fits) if v is not None),
+                key=lambda j: (bool(ok[j]), fits[j].inliers),  # type: ignore[union-attr]
+            )
+            ver = fits[j]
+            assert ver is not None
+            m = index.meta[ver.variant]
+            # unverified fits score below 0.5 whatever their inlier count
+            raw = float(ver.inliers)
+            score = calibrate_similarity(
+                raw, need_inliers, 0.0, max(CEILING_INLIERS, need_inliers + 1)
+            )
+            if not ok[j]:
+                score = min(score, 0.49)
+            out.append(
+                SignalResult(
+                    signal=self.name,
+                    kind=self.kind,
+                    character_id=cid,
+                    score=score,
+                    raw=raw,
+                    matched=matched,
+                    frame_t=video.frames[used[j]].t,
+                    reference_id=m["reference_id"],
+                    details={
+                        "inliers": ver.inliers,
+                        "min_inliers": need_inliers,
+                        "calibrated": calibrated is not None,
+                        "matches": ver.matches,
+                        "pixel_agreement": ver.agreement,
+                        "visible": ver.visible,
+                        "variant": "mirrored" if m["mirrored"] else "original",
+                        "scale": ver.scale,
+                        "box": ver.box,
+                        "frames_matched": over,
+                        "frames_needed": need,
+                        "seconds_matched": seconds,
+                        "min_seconds": policy.min_seconds,
+                        "frames_used": len(used),
+                    },
+                )
+            )
+        return out

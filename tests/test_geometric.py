@@ -1,0 +1,269 @@
+"""The geometric copy signal on real OpenCV and drawn fixture art.
+
+Frames (360 x 640, JPEG q=90) re-use registered reference pictures of a procedural character
+family: scaled over a busy background, cut by the frame edge, mirrored, picture-in-picture,
+under text, letterboxed. Non-copies: an unregistered member's art, a look-alike, new drawings
+of the registered characters in poses no reference shows, and scenes without a character.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from charwatch.config import DetectConfig
+from fixture_platform.family import (
+    Family,
+    FamilyCharacter,
+    family,
+    family_reference,
+    reference_pose,
+    render_family,
+)
+from index.geometric import MIN_INLIERS, GeometricSignal
+from index.signals import (
+    CharacterRef,
+    FrameRow,
+    IndexInputs,
+    ReferenceImage,
+    ReferenceSet,
+    VectorIndex,
+    VideoEvidence,
+)
+
+W, H = 360, 640
+REFS_PER_CHAR = 2
+N_CHARS = 4
+
+
+@dataclass
+class Case:
+    """One frame and what the signal must say about it."""
+
+    name: str
+    image: Image.Image
+    character_id: int | None  # the character whose reference it copies (None: no copy)
+    reference_id: int | None = None
+
+
+def busy_background(seed: int) -> Image.Image:
+    """A cluttered scene: gradient, shapes, lines, text and noise."""
+    rng = random.Random(seed)
+    img = Image.linear_gradient("L").resize((W, H)).convert("RGB")
+    img = ImageOps.colorize(
+        img.convert("L"),
+        tuple(rng.randrange(256) for _ in range(3)),
+        tuple(rng.randrange(256) for _ in range(3)),
+    )
+    d = ImageDraw.Draw(img)
+    for _ in range(60):
+        x, y = rng.randrange(-40, W), rng.randrange(-40, H)
+        w, h = rng.randrange(10, 120), rng.randrange(10, 120)
+        color = tuple(rng.randrange(256) for _ in range(3))
+        shape = rng.randrange(3)
+        if shape == 0:
+            d.rectangle((x, y, x + w, y + h), fill=color)
+        elif shape == 1:
+            d.ellipse((x, y, x + w, y + h), fill=color, outline=(0, 0, 0))
+        else:
+            d.line((x, y, x + w, y + h), fill=color, width=rng.randrange(1, 6))
+    for _ in range(6):
+        d.text((rng.randrange(W - 60), rng.randrange(H - 20)), "sale 50%", fill=(255, 255, 255))
+    noise = np.random.default_rng(seed).normal(0, 8, (H, W, 3))
+    return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+def paste(bg: Image.Image, art: Image.Image, width: int, x: int, y: int) -> Image.Image:
+    """``art`` scaled to ``width`` px wide, pasted at (x, y) (may run off the frame)."""
+    out = bg.copy()
+    out.paste(art.resize((width, round(art.height * width / art.width)), Image.LANCZOS), (x, y))
+    return out
+
+
+def overlay_text(img: Image.Image) -> Image.Image:
+    """Caption text drawn over the picture (outlined letters, no box)."""
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=22)
+    for i, line in enumerate(("wait for it", "#fyp #viral")):
+        d.text(
+            (40, 250 + 140 * i), line, font=font, fill="white", stroke_width=2, stroke_fill="black"
+        )
+    return out
+
+
+@dataclass
+class World:
+    fam: Family
+    chars: list[FamilyCharacter]
+    refs: ReferenceSet
+    art: dict[int, Image.Image]  # reference id -> picture
+
+
+def make_world() -> World:
+    fam = family(7)
+    chars = fam.registered[:N_CHARS]
+    characters, images, art = {}, [], {}
+    for ci, ch in enumerate(chars, start=1):
+        characters[ci] = CharacterRef(id=ci, name=ch.name)
+        for k in range(REFS_PER_CHAR):
+            rid = 10 * ci + k
+            art[rid] = family_reference(ch, k)
+            images.append(ReferenceImage(rid, ci, f"refs/{rid}.png", f"sha{rid}"))
+    return World(fam, chars, ReferenceSet(characters, images), art)
+
+
+def copy_cases(world: World) -> list[Case]:
+    """Every registered reference re-used six ways."""
+    out = []
+    for ref in world.refs.images:
+        art, cid, rid = world.art[ref.reference_id], ref.character_id, ref.reference_id
+        bg = busy_background(rid)
+        letterbox = Image.new("RGB", (W, H), (0, 0, 0))
+        letterbox.paste(art.resize((W, W), Image.LANCZOS), (0, (H - W) // 2))
+        for name, img in (
+            ("scaled", paste(bg, art, 300, 30, 170)),
+            ("cropped", paste(bg, art, 340, 110, 150)),  # a third runs off the right edge
+            ("mirrored", paste(bg, ImageOps.mirror(art), 280, 40, 200)),
+            ("pip", paste(bg, art, int(0.4 * W), W - int(0.4 * W) - 12, 24)),
+            ("overlay", overlay_text(paste(bg, art, 320, 20, 160))),
+            ("letterbox", letterbox),
+        ):
+            out.append(Case(f"{name}-{rid}", img, cid, rid))
+    return out
+
+
+def non_copy_cases(world: World) -> list[Case]:
+    """Nothing here re-uses a registered picture."""
+    out = []
+    used = {reference_pose(k) for k in range(REFS_PER_CHAR)}
+    new_poses = [p for p in range(8) if p not in used]
+    for i, ch in enumerate(world.chars):
+        for pose in new_poses[:3]:
+            bg = busy_background(500 + 10 * i + pose).convert("RGBA")
+            bg.alpha_composite(render_family(ch, pose, 300), (30, 170))
+            out.append(Case(f"new-pose{pose}-{ch.name}", bg.convert("RGB"), None))
+        # the same pose drawn afresh at another size on another background
+        bg = busy_background(700 + i).convert("RGBA")
+        bg.alpha_composite(render_family(ch, reference_pose(0), 260), (50, 200))
+        out.append(Case(f"redrawn-{ch.name}", bg.convert("RGB"), None))
+    for j, ch in enumerate([*world.fam.unregistered[:4], *world.fam.lookalikes[:2]]):
+        out.append(
+            Case(
+                f"other-{ch.name}",
+                paste(busy_background(800 + j), family_reference(ch, 0), 300, 30, 170),
+                None,
+            )
+        )
+    for s in range(4):
+        out.append(Case(f"scene-{s}", busy_background(900 + s), None))
+    return out
+
+
+def build_index(world: World, cfg: DetectConfig) -> VectorIndex:
+    sig = GeometricSignal(cfg)
+    return sig.index_references(
+        world.refs,
+        IndexInputs(embedder=None, load_image=lambda ref: world.art[ref.reference_id]),
+    )
+
+
+def evidence(tmp: Path, cases: list[Case], video_id: int = 1) -> list[VideoEvidence]:
+    """One single-frame video per case (JPEG q=90 under ``tmp``, paths relative to it)."""
+    out = []
+    for i, c in enumerate(cases):
+        rel = f"frames/{video_id + i:05d}.jpg"
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        c.image.save(tmp / rel, quality=90)
+        out.append(
+            VideoEvidence(
+                video_id=video_id + i,
+                frames=[FrameRow(frame_id=i, t=1.0, pdq=None, pdq_quality=None, image_path=rel)],
+                data_dir=str(tmp),
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
+
+
+@pytest.fixture(scope="module")
+def index(world: World) -> VectorIndex:
+    return build_index(world, DetectConfig())
+
+
+def test_index_is_compact_and_round_trips(world: World, index: VectorIndex) -> None:
+    assert len(index.meta) == index.ntotal == 2 * len(world.refs.images)  # as given + mirrored
+    assert {m["mirrored"] for m in index.meta} == {False, True}
+    assert index.arrays["desc"].shape[1] == 32 and len(index.arrays["desc"]) > 1000
+    back = VectorIndex.from_bytes(index.to_bytes(), index.meta)
+    assert back.ntotal == index.ntotal
+    assert np.array_equal(back.arrays["desc"], index.arrays["desc"])
+
+
+def test_copies_are_verified_and_named(world: World, index: VectorIndex, tmp_path: Path) -> None:
+    sig = GeometricSignal(DetectConfig())
+    cases = copy_cases(world)
+    videos = evidence(tmp_path, cases)
+    missed = []
+    for case, video in zip(cases, videos, strict=True):
+        results = {r.character_id: r for r in sig.compare(video, world.refs, index)}
+        hit = results.get(case.character_id)
+        if hit is None or not hit.matched:
+            missed.append((case.name, hit.raw if hit else None))
+            continue
+        assert hit.reference_id == case.reference_id, case.name
+        assert hit.raw is not None and hit.raw >= MIN_INLIERS and hit.score >= 0.5
+        assert hit.details["variant"] == (
+            "mirrored" if case.name.startswith("mirrored") else "original"
+        )
+        # no other character verified in a copy of this one
+        assert not [r for c, r in results.items() if c != case.character_id and r.matched], (
+            case.name
+        )
+    assert not missed, missed
+
+
+def test_match_box_lies_on_the_copy(world: World, index: VectorIndex, tmp_path: Path) -> None:
+    sig = GeometricSignal(DetectConfig())
+    ref = world.refs.images[0]
+    case = Case("pip", paste(busy_background(1), world.art[ref.reference_id], 144, 204, 24), 1, 10)
+    (video,) = evidence(tmp_path, [case])
+    (hit,) = [r for r in sig.compare(video, world.refs, index) if r.matched]
+    box = np.asarray(hit.details["box"])
+    # the reference's corners land on the pasted square (204, 24)-(348, 168) within a few px
+    expect = np.array([[204, 24], [348, 24], [348, 168], [204, 168]])
+    assert np.abs(box - expect).max() < 8, box
+
+
+def test_non_copies_are_not_verified(world: World, index: VectorIndex, tmp_path: Path) -> None:
+    sig = GeometricSignal(DetectConfig())
+    cases = non_copy_cases(world)
+    videos = evidence(tmp_path, cases)
+    false = []
+    for case, video in zip(cases, videos, strict=True):
+        for r in sig.compare(video, world.refs, index):
+            if r.matched:
+                false.append((case.name, r.character_id, r.raw))
+    assert not false, false
+
+
+def test_missing_frame_files_are_skipped(world: World, index: VectorIndex, tmp_path: Path) -> None:
+    sig = GeometricSignal(DetectConfig())
+    art = world.art[world.refs.images[0].reference_id]
+    (video,) = evidence(tmp_path, [Case("scaled", paste(busy_background(2), art, 300, 30, 170), 1)])
+    video.frames.insert(
+        0, FrameRow(frame_id=9, t=0.0, pdq=None, pdq_quality=None, image_path="gone.jpg")
+    )
+    (hit,) = [r for r in sig.compare(video, world.refs, index) if r.matched]
+    assert hit.matched and hit.frame_t == 1.0 and hit.details["frames_used"] == 1
+    gone = VideoEvidence(video_id=2, frames=video.frames[:1], data_dir=str(tmp_path))
+    assert sig.compare(gone, world.refs, index) == []
