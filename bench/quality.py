@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
-import io
 import multiprocessing as mp
 import random
 import shutil
@@ -290,10 +289,10 @@ class Processed:
 def _process(item: Item, src: tr.Sources, dst: Path) -> Processed:
     """Transform, then do what ``pipeline.worker`` does for one video (frames, JPEG round
     trip, region vectors of each frame)."""
-    from PIL import Image
 
     from charwatch.config import ProcessConfig
     from pipeline.frames import FramesError, sample_frames
+    from pipeline.media import jpeg_round_trip
     from pipeline.worker import FRAME_JPEG_QUALITY
 
     out = Processed(item.name, str(dst))
@@ -312,13 +311,10 @@ def _process(item: Item, src: tr.Sources, dst: Path) -> Processed:
         folder = dst.parent / "frames" / dst.stem
         folder.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(frames):
-            buf = io.BytesIO()
-            f.image.save(buf, "JPEG", quality=FRAME_JPEG_QUALITY)
-            (folder / f"{i:02d}.jpg").write_bytes(buf.getvalue())
+            data, decoded = jpeg_round_trip(f.image, FRAME_JPEG_QUALITY)
+            (folder / f"{i:02d}.jpg").write_bytes(data)
             out.frame_files.append(str((folder / f"{i:02d}.jpg").resolve()))
-            buf.seek(0)
-            with Image.open(buf) as im:
-                pixels.append(im.convert("RGB"))
+            pixels.append(decoded)
             out.frames.append((f.t, f.pdq, f.pdq_quality))
         per_frame = _WORKER["embedder"].embed_frames(pixels)
         for i, fv in enumerate(per_frame):
@@ -382,6 +378,58 @@ def _progress(label: str, done: int, total: int, t0: float, every: int) -> None:
         print(f"  {label}: {done}/{total} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
+def draw_and_process(
+    work: Path,
+    qs: QualitySet,
+    paths: dict[str, Path],
+    art_picture: Callable[[BaseClip], Path],
+    embedder_spec: str,
+    workers: int,
+    precision: str,
+    timings: dict[str, float],
+) -> dict[str, Processed]:
+    """Draw the base clips (the art clips from ``art_picture(base)``, a reference picture),
+    then transform, sample and embed every item in worker processes; records the two phases'
+    seconds in ``timings``."""
+    t0 = time.perf_counter()
+    drawn = [b for b in qs.bases if b.kind != ART]
+    jobs = [(b.portrait, paths[f"{b.key}:portrait"]) for b in drawn]
+    jobs += [(b.landscape, paths[f"{b.key}:landscape"]) for b in drawn]
+    jobs += [(f, paths[f"filler-{i}"]) for i, f in enumerate(qs.fillers)]
+    with _pool(workers, None, precision) as pool:
+        futs = [pool.submit(_render, spec, path) for spec, path in jobs]
+        for b in qs.bases:
+            if b.kind == ART:
+                pic = art_picture(b)
+                for form, (w, h) in (("portrait", (tr.W, tr.H)), ("landscape", (640, 360))):
+                    out = paths[f"{b.key}:{form}"]
+                    futs.append(pool.submit(_render_art, pic, out, w, h, qs.size.duration_s))
+        for n, fut in enumerate(cf.as_completed(futs), 1):
+            fut.result()
+            _progress("base clips", n, len(futs), t0, 25)
+    timings["draw_base_clips_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    processed: dict[str, Processed] = {}
+    with _pool(workers, embedder_spec, precision) as pool:
+        futs = []
+        for k, it in enumerate(qs.items):
+            src = tr.Sources(
+                portrait=paths[f"{it.base}:portrait"],
+                landscape=paths[f"{it.base}:landscape"],
+                filler=paths[f"filler-{k % len(qs.fillers)}"],
+                scratch=work,
+                duration_s=qs.size.duration_s,
+            )
+            futs.append(pool.submit(_process, it, src, paths[it.name]))
+        for n, fut in enumerate(cf.as_completed(futs), 1):
+            res = fut.result()
+            processed[res.name] = res
+            _progress("videos transformed and embedded", n, len(futs), t0, 50)
+    timings["transform_and_embed_s"] = time.perf_counter() - t0
+    return processed
+
+
 def run_quality(
     work: Path,
     *,
@@ -405,46 +453,19 @@ def run_quality(
         flush=True,
     )
 
-    t0 = time.perf_counter()
     from fixture_platform.characters import write_reference_images
 
     refs = write_reference_images(work / "refs")
-    drawn = [b for b in qs.bases if b.kind != ART]
-    jobs = [(b.portrait, paths[f"{b.key}:portrait"]) for b in drawn]
-    jobs += [(b.landscape, paths[f"{b.key}:landscape"]) for b in drawn]
-    jobs += [(f, paths[f"filler-{i}"]) for i, f in enumerate(qs.fillers)]
-    with _pool(workers, None, cfg.embed.precision) as pool:
-        futs = [pool.submit(_render, spec, path) for spec, path in jobs]
-        for b in qs.bases:
-            if b.kind == ART:
-                assert b.character is not None
-                pic = refs[b.character][0]
-                for form, (w, h) in (("portrait", (tr.W, tr.H)), ("landscape", (640, 360))):
-                    out = paths[f"{b.key}:{form}"]
-                    futs.append(pool.submit(_render_art, pic, out, w, h, size.duration_s))
-        for n, fut in enumerate(cf.as_completed(futs), 1):
-            fut.result()
-            _progress("base clips", n, len(futs), t0, 25)
-    timings["draw_base_clips_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    processed: dict[str, Processed] = {}
-    with _pool(workers, embedder_spec, cfg.embed.precision) as pool:
-        futs = []
-        for k, it in enumerate(qs.items):
-            src = tr.Sources(
-                portrait=paths[f"{it.base}:portrait"],
-                landscape=paths[f"{it.base}:landscape"],
-                filler=paths[f"filler-{k % len(qs.fillers)}"],
-                scratch=work,
-                duration_s=size.duration_s,
-            )
-            futs.append(pool.submit(_process, it, src, paths[it.name]))
-        for n, fut in enumerate(cf.as_completed(futs), 1):
-            res = fut.result()
-            processed[res.name] = res
-            _progress("videos transformed and embedded", n, len(futs), t0, 100)
-    timings["transform_and_embed_s"] = time.perf_counter() - t0
+    processed = draw_and_process(
+        work,
+        qs,
+        paths,
+        lambda b: refs[str(b.character)][0],
+        embedder_spec,
+        workers,
+        cfg.embed.precision,
+        timings,
+    )
     stage_s = {
         k: float(sum(p.seconds.get(k, 0.0) for p in processed.values()))
         for k in ("transform", "frames", "embed")

@@ -17,7 +17,6 @@ Two set seeds share the registered characters: ``TUNE_SEED`` for choosing thresh
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import random
 import time
@@ -225,43 +224,16 @@ def _process_set(
     work: Path, qs: q.QualitySet, refs: dict[str, list[Path]], embedder_spec: str, workers: int,
     precision: str,
 ) -> dict[str, q.Processed]:  # fmt: skip
-    """Draw the base clips, then transform, sample and embed every item (worker processes)."""
-    paths = _paths(work, qs)
-    t0 = time.perf_counter()
-    drawn = [b for b in qs.bases if b.kind != COPY]
-    jobs = [(b.portrait, paths[f"{b.key}:portrait"]) for b in drawn]
-    jobs += [(b.landscape, paths[f"{b.key}:landscape"]) for b in drawn]
-    jobs += [(f, paths[f"filler-{i}"]) for i, f in enumerate(qs.fillers)]
-    with q._pool(workers, None, precision) as pool:
-        futs = [pool.submit(q._render, spec, path) for spec, path in jobs]
-        for b in qs.bases:
-            if b.kind == COPY:
-                assert b.character is not None
-                pic = refs[b.character][q._sub_seed(qs.seed, b.key) % REFS_PER_CHARACTER]
-                for form, (w, h) in (("portrait", (tr.W, tr.H)), ("landscape", (640, 360))):
-                    out = paths[f"{b.key}:{form}"]
-                    futs.append(pool.submit(q._render_art, pic, out, w, h, qs.size.duration_s))
-        for n, fut in enumerate(cf.as_completed(futs), 1):
-            fut.result()
-            q._progress("base clips", n, len(futs), t0, 25)
-    t0 = time.perf_counter()
-    processed: dict[str, q.Processed] = {}
-    with q._pool(workers, embedder_spec, precision) as pool:
-        futs = []
-        for k, it in enumerate(qs.items):
-            src = tr.Sources(
-                portrait=paths[f"{it.base}:portrait"],
-                landscape=paths[f"{it.base}:landscape"],
-                filler=paths[f"filler-{k % len(qs.fillers)}"],
-                scratch=work,
-                duration_s=qs.size.duration_s,
-            )
-            futs.append(pool.submit(q._process, it, src, paths[it.name]))
-        for n, fut in enumerate(cf.as_completed(futs), 1):
-            res = fut.result()
-            processed[res.name] = res
-            q._progress("videos transformed and embedded", n, len(futs), t0, 50)
-    return processed
+    """Draw the base clips, then transform, sample and embed every item (worker processes);
+    a copy re-uploads one of its character's reference pictures, picked by the seed."""
+
+    def art(b: q.BaseClip) -> Path:
+        return refs[str(b.character)][q._sub_seed(qs.seed, b.key) % REFS_PER_CHARACTER]
+
+    timings: dict[str, float] = {}
+    return q.draw_and_process(
+        work, qs, _paths(work, qs), art, embedder_spec, workers, precision, timings
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,7 +48,6 @@ and a summary of both score distributions in ``details``.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 import random
@@ -74,6 +73,7 @@ from index.signals import (
     make_signals,
 )
 from pipeline.hashing import pdq
+from pipeline.media import jpeg_round_trip
 from storage.db import Store
 from storage.models import CharacterThreshold, Detection, Frame, Video, VideoState, utcnow
 
@@ -164,11 +164,7 @@ class Calibration:
 
 
 def _jpeg(img: Image.Image) -> Image.Image:
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, "JPEG", quality=JPEG_QUALITY)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return im.convert("RGB")
+    return jpeg_round_trip(img, JPEG_QUALITY)[1]
 
 
 def _fit_portrait(bg: Image.Image) -> Image.Image:
@@ -251,35 +247,27 @@ def frame_evidences(
 ) -> list[VideoEvidence]:
     """One single-frame :class:`VideoEvidence` per picture, made as the pipeline makes them
     (PDQ of the frame, regions of the JPEG, embedded, float16-rounded)."""
-    prepared = []
-    pixels: list[Image.Image] = []
-    for img in frames:
-        h, q = pdq(img)
-        prepared.append((h, q))
-        pixels.append(_jpeg(img))
+    hashes = [pdq(img) for img in frames]
+    pixels = [_jpeg(img) for img in frames]
     per_frame = []
     bar = tqdm(total=len(pixels), desc="embed", unit="frame", disable=not progress)
     for i in range(0, len(pixels), max(1, batch)):
         per_frame.extend(embedder.embed_frames(pixels[i : i + batch]))
         bar.update(len(pixels[i : i + batch]))
     bar.close()
-    vecs = [np.asarray(f.vectors, dtype=np.float32) for f in per_frame]
-    allv = _round_fp16(np.concatenate(vecs)) if vecs else np.zeros((0, embedder.dim), np.float32)
-    prepared = [(h, q, f.names) for (h, q), f in zip(prepared, per_frame, strict=True)]
-    out, at = [], 0
-    for h, q, names in prepared:
-        n = len(names)
+    out = []
+    for (h, q), fv in zip(hashes, per_frame, strict=True):
+        n = len(fv.names)
         out.append(
             VideoEvidence(
                 video_id=0,
                 frames=[FrameRow(frame_id=0, t=0.0, pdq=h, pdq_quality=q)],
                 model_id=embedder.id,
-                vectors=allv[at : at + n],
+                vectors=_round_fp16(np.asarray(fv.vectors, dtype=np.float32)),
                 vector_frame=np.zeros(n, dtype=np.int64),
-                vector_region=names,
+                vector_region=list(fv.names),
             )
         )
-        at += n
     return out
 
 

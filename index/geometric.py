@@ -203,12 +203,7 @@ class GeometricSignal(Signal):
         descs: list[np.ndarray] = []
         owner: list[np.ndarray] = []
         thumbs: list[np.ndarray] = []
-        for ref in refs.images:
-            if ref.negative:
-                continue
-            img = inputs.load_image(ref)
-            if img is None:
-                continue
+        for ref, img in inputs.pictures(refs, negatives=False):
             bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
             gray, _ = _resize_long(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), REF_SIDE)
             thumb, _ = _resize_long(bgr, THUMB_SIDE)

@@ -291,13 +291,12 @@ def fuse(
         copy_src = pdq if pdq is not None and pdq.matched else None
         if copy_src is None and geo is not None and geo.matched:
             copy_src = geo
-        copy = copy_src is not None
         semantic_src = None
         if emb is not None and emb.matched:
             semantic_src = emb
         elif txt is not None and txt.matched and not has_images:
             semantic_src = txt
-        if not copy and semantic_src is None:
+        if copy_src is None and semantic_src is None:
             continue
         if copy_src is not None:
             primary, match_type = copy_src, COPY

@@ -29,7 +29,7 @@ import math
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -103,8 +103,8 @@ class EmbedProfile:
 #   same-style family (bench/samestyle.py, 8 registered characters of one style; frames of
 #   other clips than the benchmark's): at 0.5 new drawings are found in 0.35-0.48 of the
 #   frames at a frame precision of 0.95-0.98; copies in all.
-# 0.55 is the fused threshold at precision 0.9 on the same-style tune seed (seed 1, 184 videos):
-# at 0.5 the report seed flagged 4 of 80 same-style strangers and look-alikes, at 0.55 none.
+# 0.55 is the fused threshold at precision 0.9 on the same-style tune seed (seed 1, 184 videos);
+# on the report seed (seed 2) it flags 2 of 80 same-style strangers and look-alikes (4 at 0.5).
 # CLIP: the same scale is assumed until measured (not calibrated).
 PROFILES: dict[str, EmbedProfile] = {
     "effnet-lite0": EmbedProfile(threshold=0.55, floor=0.05, ceiling=0.95, calibrated=True),
@@ -283,6 +283,18 @@ class IndexInputs:
     load_image: Callable[[ReferenceImage], Image.Image | None]
     bank: np.ndarray | None = None  # background-bank embeddings (n, dim) of the same embedder
     backdrops: Sequence[Image.Image] = ()  # generic backdrops to paste reference subjects on
+
+    def pictures(
+        self, refs: ReferenceSet, *, negatives: bool = True
+    ) -> Iterator[tuple[ReferenceImage, Image.Image]]:
+        """``(reference, picture)`` for each reference that loads (positives only when
+        ``negatives`` is False)."""
+        for ref in refs.images:
+            if ref.negative and not negatives:
+                continue
+            img = self.load_image(ref)
+            if img is not None:
+                yield ref, img
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,12 +503,7 @@ class PdqSignal(Signal):
 
         hashes: list[str] = []
         meta: list[dict[str, Any]] = []
-        for ref in refs.images:
-            if ref.negative:
-                continue
-            img = inputs.load_image(ref)
-            if img is None:
-                continue
+        for ref, img in inputs.pictures(refs, negatives=False):
             # Border removal cuts one layer of flat bars. A reference with its own plain
             # margins re-uploaded inside letterbox bars loses only the bars, so the picture
             # is hashed both with its margins cut and whole.
@@ -810,6 +817,27 @@ QUERY_BANK_MAX = 1024  # whitened bank vectors kept in the index for it
 SUPPRESSED = -1.0  # the score of a region another character (or a negative) wins
 
 
+def _classifier_chars(index: VectorIndex) -> list[int]:
+    """The character ids of the index's classifier columns (none without a classifier)."""
+    return [int(c) for c in index.arrays.get("clf_chars", ())]
+
+
+def _best_per_frame(
+    scores: np.ndarray, vector_frame: np.ndarray, n_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and column of ``scores`` (regions, columns): the best region's score (-inf
+    for a frame without regions) and its row (-1)."""
+    frame = np.asarray(vector_frame, dtype=np.int64)
+    best = np.full((n_frames, scores.shape[1]), -np.inf, dtype=np.float32)
+    rows = np.full((n_frames, scores.shape[1]), -1, dtype=np.int64)
+    for fi in np.unique(frame):
+        idx = np.flatnonzero(frame == fi)
+        arg = scores[idx].argmax(axis=0)
+        best[fi] = scores[idx[arg], np.arange(scores.shape[1])]
+        rows[fi] = idx[arg]
+    return best, rows
+
+
 class EmbeddingSignal(Signal):
     """The character itself: which registered character, if any, a frame region shows.
 
@@ -862,13 +890,10 @@ class EmbeddingSignal(Signal):
         pos_pics: list[Image.Image] = []
         pos_labels: list[int] = []
         neg_pics: list[Image.Image] = []
-        groups: list[tuple[int, int]] = []  # (first, end) of each reference variant's pictures
+        firsts: list[int] = []  # where each reference variant's pictures start
         meta: list[dict[str, Any]] = []
         subjects: list[tuple[int, Image.Image, np.ndarray]] = []
-        for ref in refs.images:
-            img = inputs.load_image(ref)
-            if img is None:
-                continue
+        for ref, img in inputs.pictures(refs):
             img = img.convert("RGB")
             mask = foreground_mask(img) if inputs.backdrops else None
             rng = fewshot.seeded(ref.sha256, ref.reference_id)
@@ -883,8 +908,7 @@ class EmbeddingSignal(Signal):
                 name = ("composite" if mask is not None else "original") + (
                     "_mirror" if mirrored else ""
                 )
-                first = at + int(mirrored)
-                groups.append((first, -1 if ref.negative else 1))
+                firsts.append(at + int(mirrored))
                 meta.append(
                     {
                         "reference_id": ref.reference_id,
@@ -906,8 +930,8 @@ class EmbeddingSignal(Signal):
         neg = emb.embed_images(neg_pics) if neg_pics else empty
         odd = emb.embed_images(strangers) if strangers else empty
         vecs = np.zeros((len(meta), emb.dim), np.float32)
-        for i, ((first, sign), m) in enumerate(zip(groups, meta, strict=True)):
-            src = pos if sign > 0 else neg
+        for i, (first, m) in enumerate(zip(firsts, meta, strict=True)):
+            src = neg if m["negative"] else pos  # mirrored pictures alternate with the others
             vecs[i] = src[first : first + m["pictures"] : 2].mean(axis=0)
         arrays = whiten.arrays()
         background = [whiten(neg)] if len(neg) else []
@@ -930,8 +954,17 @@ class EmbeddingSignal(Signal):
 
     def region_scores(self, vectors: np.ndarray, index: VectorIndex) -> tuple[np.ndarray, ...]:
         """``(similarities, ids)`` of the regions' nearest references, normalised."""
-        whiten = Whitener.from_arrays(index.arrays)
-        q = whiten(vectors)
+        return self._nearest(Whitener.from_arrays(index.arrays)(vectors), index)
+
+    def class_scores(self, vectors: np.ndarray, index: VectorIndex) -> dict[int, np.ndarray]:
+        """Per character id, each region's probability of showing it (the few-shot
+        classifier); empty for an index without one."""
+        probs = self._probabilities(Whitener.from_arrays(index.arrays)(vectors), index)
+        return {cid: probs[:, k] for k, cid in enumerate(_classifier_chars(index))}
+
+    @staticmethod
+    def _nearest(q: np.ndarray, index: VectorIndex) -> tuple[np.ndarray, ...]:
+        """:meth:`region_scores` of whitened region vectors ``q``."""
         sims, ids = index.search(q, _SEARCH_K)
         qbank = index.arrays.get("qbank")
         if qbank is not None and len(qbank):
@@ -941,17 +974,15 @@ class EmbeddingSignal(Signal):
             sims = sims - shift[:, None]
         return sims, ids
 
-    def class_scores(self, vectors: np.ndarray, index: VectorIndex) -> dict[int, np.ndarray]:
-        """Per character id, each region's probability of showing it (the few-shot
-        classifier); empty for an index without one."""
+    @staticmethod
+    def _probabilities(q: np.ndarray, index: VectorIndex) -> np.ndarray:
+        """``(regions, characters)`` classifier probabilities of whitened vectors ``q``, in the
+        order of :func:`_classifier_chars` (no column without a classifier)."""
         from index import fewshot
 
-        if "clf_w" not in index.arrays or len(vectors) == 0:
-            return {}
-        q = Whitener.from_arrays(index.arrays)(vectors)
-        probs = fewshot.probabilities(index.arrays["clf_w"], index.arrays["clf_b"], q)
-        chars = [int(c) for c in index.arrays["clf_chars"]]
-        return {cid: probs[:, k + 1] for k, cid in enumerate(chars)}
+        if "clf_w" not in index.arrays or len(q) == 0:
+            return np.zeros((len(q), 0), np.float32)
+        return fewshot.probabilities(index.arrays["clf_w"], index.arrays["clf_b"], q)[:, 1:]
 
     def compare(
         self, video: VideoEvidence, refs: ReferenceSet, index: VectorIndex | None
@@ -959,22 +990,20 @@ class EmbeddingSignal(Signal):
         vectors = self.features(video)
         if index is None or index.ntotal == 0 or len(vectors) == 0:
             return []
-        sims, ids = self.region_scores(vectors, index)
+        q = Whitener.from_arrays(index.arrays)(vectors)
+        sims, ids = self._nearest(q, index)
         near = _aggregate_frames(
             len(video.frames), video.vector_frame, sims, ids, index.meta, SUPPRESSED
         )
-        probs = self.class_scores(vectors, index)
-        n = len(video.frames)
-        per: dict[int, dict[str, Any]] = {}
-        for cid, p in probs.items():
-            score = np.full(n, -np.inf, dtype=np.float32)
-            row = np.full(n, -1, dtype=np.int64)
-            for r in range(len(p)):
-                fi = int(video.vector_frame[r])
-                if p[r] > score[fi]:
-                    score[fi], row[fi] = p[r], r
-            per[cid] = {"score": score, "row": row}
-        if not probs:  # an index without a classifier: nearest-reference similarity
+        probs = self._probabilities(q, index)
+        per: dict[int, dict[str, Any]]
+        if probs.shape[1]:
+            score, row = _best_per_frame(probs, video.vector_frame, len(video.frames))
+            per = {
+                cid: {"score": score[:, k], "row": row[:, k]}
+                for k, cid in enumerate(_classifier_chars(index))
+            }
+        else:  # an index without a classifier: nearest-reference similarity
             per = {c: {"score": a["score"], "row": np.asarray(a["row"])} for c, a in near.items()}
         secs = frame_seconds([f.t for f in video.frames], video.duration_s)
         prof = embed_profile(self.embedder.id)

@@ -1,4 +1,5 @@
-"""Media helpers shared by the pipeline: the ffmpeg binary, a container probe, data-dir paths.
+"""Media helpers shared by the pipeline: the ffmpeg binary, a container probe, data-dir paths,
+the JPEG round trip of stored frames.
 
 There is no ffprobe and no system ffmpeg: the binary ships with ``imageio-ffmpeg``. The probe
 reads what ``ffmpeg -i FILE`` prints about the container (duration, streams, size), which is
@@ -8,10 +9,13 @@ enough to reject audio-only, empty and unreadable files with a clear reason befo
 from __future__ import annotations
 
 import functools
+import io
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
@@ -104,3 +108,13 @@ def data_file(data_dir: Path, stored: str) -> Path:
     """The file of a stored path (relative to ``data_dir`` unless absolute)."""
     p = Path(stored)
     return p if p.is_absolute() else data_dir / p
+
+
+def jpeg_round_trip(img: Image.Image, quality: int) -> tuple[bytes, Image.Image]:
+    """``img`` encoded as JPEG, and those bytes decoded again (RGB): the pixels a later read
+    of the stored file gives, without reading it back from disk."""
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        return data, im.convert("RGB")

@@ -17,7 +17,6 @@ one-line reason) and the batch goes on. The lease is given back when a video rea
 
 from __future__ import annotations
 
-import io
 import logging
 import queue as queue_mod
 import re
@@ -42,7 +41,7 @@ from charwatch.config import Config, ConfigError, PlatformConfig
 from pipeline.download import DownloadError, DownloadResult, download
 from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
-from pipeline.media import data_file, probe, to_data_path
+from pipeline.media import data_file, jpeg_round_trip, probe, to_data_path
 from pipeline.provenance import read_c2pa
 from storage import queue
 from storage.db import Store
@@ -144,16 +143,6 @@ class _EmbedItem:
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as im:
         return im.convert("RGB")
-
-
-def _jpeg(img: Image.Image, quality: int) -> tuple[bytes, Image.Image]:
-    """``img`` encoded as JPEG and those bytes decoded again: what a resumed run reads back
-    from the stored file, without reading it from disk."""
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as im:
-        return data, im.convert("RGB")
 
 
 def media_stem(platform_id: str) -> str:
@@ -442,7 +431,7 @@ class _Loop:
             name = f"{i:02d}_{round(f.t * 1000):08d}"
             image_path = fdir / f"{name}.jpg"
             thumb_path = fdir / f"{name}_t.jpg"
-            data, decoded = _jpeg(f.image, FRAME_JPEG_QUALITY)
+            data, decoded = jpeg_round_trip(f.image, FRAME_JPEG_QUALITY)
             image_path.write_bytes(data)
             # embed what was stored (the JPEG's pixels), so a resumed run embeds the same pixels
             out.images.append(decoded)

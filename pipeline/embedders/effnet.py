@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.color import BINS as COLOR_BINS
-from pipeline.color import region_histograms
+from pipeline.color import image_histogram, region_histograms
 from pipeline.embedders.base import (
     Embedder,
     EmbedderUnavailable,
@@ -186,9 +186,7 @@ class EffNetLite0(Embedder):
             with torch.inference_mode():
                 fmap = self._gem_maps(to_batch(chunk))
                 pooled = fmap.mean(dim=(2, 3)).pow_(1.0 / GEM_P).cpu().numpy()
-            colours = np.stack(
-                [region_histograms(im.convert("RGB"), [(0, 0, *im.size)])[0] for im in chunk]
-            )
+            colours = np.stack([image_histogram(im) for im in chunk])
             parts.append(_combine(pooled, colours))
         return np.concatenate(parts)
 
