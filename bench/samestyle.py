@@ -62,11 +62,12 @@ _CAPTIONS = (
 )
 
 
-def registered_family() -> Any:
-    """The fixed family: 8 registered, 8 unregistered members, 4 look-alikes."""
+def registered_family(family_seed: int = FAMILY_SEED) -> Any:
+    """The family (the design was chosen on ``FAMILY_SEED``; any other seed draws new
+    characters): 8 registered, 8 unregistered members, 4 look-alikes."""
     from fixture_platform.family import family
 
-    return family(FAMILY_SEED, 8, 8, 4)
+    return family(family_seed, 8, 8, 4)
 
 
 def _new_poses(rng: random.Random, n: int = 3) -> tuple[int, ...]:
@@ -79,14 +80,14 @@ def _new_poses(rng: random.Random, n: int = 3) -> tuple[int, ...]:
     return tuple(rng.sample(pool, n))
 
 
-def build_samestyle_set(seed: int, quick: bool) -> q.QualitySet:
+def build_samestyle_set(seed: int, quick: bool, family_seed: int = FAMILY_SEED) -> q.QualitySet:
     """The base clips and items for a set seed (deterministic; nothing is drawn yet). Items
     carry ``q.Item`` fields; base clip kinds are copy (``art``), new drawing (``render``),
     unregistered, lookalike or scene."""
     from fixture_platform.videos import BACKGROUNDS, VideoSpec
 
     plan = QUICK if quick else FULL
-    fam = registered_family()
+    fam = registered_family(family_seed)
     rng = random.Random(q._sub_seed(seed, "samestyle", SAMESTYLE_VERSION))
     dur = float(plan["dur"])
     transforms = tr.QUICK_TRANSFORMS if quick else tuple(tr.BY_NAME)
@@ -177,8 +178,8 @@ def build_samestyle_set(seed: int, quick: bool) -> q.QualitySet:
     return q.QualitySet(bases, fillers, items, size, seed)
 
 
-def _paths(work: Path, qs: q.QualitySet) -> dict[str, Path]:
-    media = work / "media" / f"ss{SAMESTYLE_VERSION}-fam{FAMILY_SEED}-seed{qs.seed}"
+def _paths(work: Path, qs: q.QualitySet, family_seed: int) -> dict[str, Path]:
+    media = work / "media" / f"ss{SAMESTYLE_VERSION}-fam{family_seed}-seed{qs.seed}"
     media = media.with_name(f"{media.name}-{qs.size.duration_s:g}s")
     paths = {f"filler-{i}": media / "base" / f"filler-{i}.mp4" for i in range(len(qs.fillers))}
     for b in qs.bases:
@@ -189,13 +190,13 @@ def _paths(work: Path, qs: q.QualitySet) -> dict[str, Path]:
     return paths
 
 
-def write_family_references(out_dir: Path) -> dict[str, list[Path]]:
+def write_family_references(out_dir: Path, family_seed: int = FAMILY_SEED) -> dict[str, list[Path]]:
     """PNG reference pictures 0-3 of each registered member; ``{key: [paths]}``."""
     from fixture_platform.family import family_reference
 
     out_dir.mkdir(parents=True, exist_ok=True)
     refs: dict[str, list[Path]] = {}
-    for ch in registered_family().registered:
+    for ch in registered_family(family_seed).registered:
         refs[ch.key] = []
         for i in range(REFS_PER_CHARACTER):
             path = out_dir / f"{ch.key}_{i:02d}.png"
@@ -207,12 +208,14 @@ def write_family_references(out_dir: Path) -> dict[str, list[Path]]:
     return refs
 
 
-def register_family(cfg: Any, store: Any, refs: dict[str, list[Path]]) -> dict[str, int]:
+def register_family(
+    cfg: Any, store: Any, refs: dict[str, list[Path]], family_seed: int = FAMILY_SEED
+) -> dict[str, int]:
     """Register the family's registered members with their references; ``{key: id}``."""
     from index import registry
 
     ids: dict[str, int] = {}
-    for ch in registered_family().registered:
+    for ch in registered_family(family_seed).registered:
         c = registry.add_character(
             cfg, store, ch.name, franchise="Charwatch Family", images=refs[ch.key]
         )
@@ -222,7 +225,7 @@ def register_family(cfg: Any, store: Any, refs: dict[str, list[Path]]) -> dict[s
 
 def _process_set(
     work: Path, qs: q.QualitySet, refs: dict[str, list[Path]], embedder_spec: str, workers: int,
-    precision: str,
+    precision: str, family_seed: int,
 ) -> dict[str, q.Processed]:  # fmt: skip
     """Draw the base clips, then transform, sample and embed every item (worker processes);
     a copy re-uploads one of its character's reference pictures, picked by the seed."""
@@ -232,7 +235,7 @@ def _process_set(
 
     timings: dict[str, float] = {}
     return q.draw_and_process(
-        work, qs, _paths(work, qs), art, embedder_spec, workers, precision, timings
+        work, qs, _paths(work, qs, family_seed), art, embedder_spec, workers, precision, timings
     )
 
 
@@ -297,18 +300,24 @@ def _breakdown(rows: Sequence[q.PairRow], thr: float | None) -> dict[str, Any]:
 
 
 def _score_set(
-    work: Path, seed: int, quick: bool, embedder_spec: str, workers: int
+    work: Path, seed: int, quick: bool, embedder_spec: str, workers: int, family_seed: int
 ) -> tuple[list[q.PairRow], dict[str, Any], q.QualitySet]:
     from charwatch.config import Config
 
-    qs = build_samestyle_set(seed, quick)
+    qs = build_samestyle_set(seed, quick, family_seed)
     cfg = Config()
     cfg.storage.data_dir = str(work / "data")
     n_pos = sum(1 for it in qs.items if it.character)
     print(f"samestyle seed {seed}: {len(qs.items)} videos ({n_pos} positive)", flush=True)
-    refs = write_family_references(work / "refs")
-    processed = _process_set(work, qs, refs, embedder_spec, workers, cfg.embed.precision)
-    rows, info = q._match(cfg, qs, processed, refs, embedder_spec, register=register_family)
+    refs = write_family_references(work / "refs", family_seed)
+    processed = _process_set(
+        work, qs, refs, embedder_spec, workers, cfg.embed.precision, family_seed
+    )
+
+    def register(cfg: Any, store: Any, refs: dict[str, list[Path]]) -> dict[str, int]:
+        return register_family(cfg, store, refs, family_seed)
+
+    rows, info = q._match(cfg, qs, processed, refs, embedder_spec, register=register)
     info["failed_videos"] = sorted(p.name for p in processed.values() if p.error)
     return rows, info, qs
 
@@ -321,26 +330,30 @@ def run_samestyle(
     tune_seed: int | None = None,
     embedder_spec: str = "effnet-lite0",
     workers: int = 2,
+    family_seed: int = FAMILY_SEED,
 ) -> dict[str, Any]:
     """Score the same-style set for ``seed`` under ``work``. Breakdowns are given at the
     production decision and, with ``tune_seed``, at the fused-score threshold that reaches
-    90% pair precision on the tune set."""
+    90% pair precision on the tune set. ``family_seed``: another family draws characters
+    the matcher's design was never looked at with."""
     t0 = time.perf_counter()
     work = Path(work)
     tuned: float | None = None
     if tune_seed is not None:
         trows, _, _ = _score_set(work / f"tune-{tune_seed}", tune_seed, quick, embedder_spec,
-                                 workers)  # fmt: skip
+                                 workers, family_seed)  # fmt: skip
         _, tuned = metrics.recall_at_precision(
             [r.scores["fused"] for r in trows], [r.label for r in trows], q.PRECISION_TARGET
         )
     tune_production = _breakdown(trows, None) if tune_seed is not None else None
-    rows, info, qs = _score_set(work / f"seed-{seed}", seed, quick, embedder_spec, workers)
+    rows, info, qs = _score_set(
+        work / f"seed-{seed}", seed, quick, embedder_spec, workers, family_seed
+    )
     fused = q._signal_metrics(rows, "fused")
     results: dict[str, Any] = {
         "set": {
             "seed": seed,
-            "family_seed": FAMILY_SEED,
+            "family_seed": family_seed,
             "version": SAMESTYLE_VERSION,
             "quick": quick,
             "videos": len(qs.items),
@@ -415,10 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--embedder", default="effnet-lite0")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--family-seed", type=int, default=FAMILY_SEED)
     a = ap.parse_args(argv)
     res = run_samestyle(
         a.work, seed=a.seed, quick=a.quick, tune_seed=a.tune_seed, embedder_spec=a.embedder,
-        workers=a.workers,
+        workers=a.workers, family_seed=a.family_seed,
     )  # fmt: skip
     print(summary(res))
     print(f"({res['seconds']} s)")
