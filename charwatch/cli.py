@@ -1,7 +1,8 @@
 """The ``charwatch`` command line: parse arguments, call a job, print the result.
 
 Exit status 0 on success; on failure a one-line reason on stderr and a non-zero status
-(1 for a failed job, 2 for bad usage, 3 when a crawl listing ended blocked or broken).
+(1 for a failed job, 2 for bad usage, 3 when a crawl listing ended blocked or broken, 4 when a
+platform is paused after a platform-wide block and its videos wait for the cool-down).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from charwatch.errors import UsageError
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CRAWL_PROBLEM = 3
+EXIT_PLATFORM_PAUSED = 4
+STRICT_HELP = "exit 3 if any listing failed, 4 if a platform is paused"
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -313,6 +316,78 @@ def cmd_runs(cfg: Config, args: argparse.Namespace) -> int:
         args.format,
         ["id", "platform", "kind", "target", "status", "items_seen", "items_new", "started_at"],
     )
+    if args.format == "table":
+        _print_pauses(store)
+    return 0
+
+
+def _print_pauses(store: Any) -> int:
+    """Print the platforms cooling down after a block; returns how many."""
+    from storage import platform_state
+
+    pauses = platform_state.active_pauses(store)
+    for pause in pauses:
+        print(f"PAUSED: {pause.describe()}")
+    return len(pauses)
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from charwatch.jobs import open_store
+    from storage import CrawlRun, PlatformState, Video, utcnow
+
+    store = open_store(cfg)
+    now = utcnow()
+    with store.session() as s:
+        counts = s.execute(
+            select(Video.platform, Video.state, func.count()).group_by(Video.platform, Video.state)
+        ).all()
+        states = {r.platform: r for r in s.scalars(select(PlatformState))}
+        last = {}
+        for run in s.scalars(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(500)):
+            last.setdefault(run.platform, run)
+    queue: dict[str, dict[str, int]] = {}
+    for platform, state, n in counts:
+        queue.setdefault(platform, {})[state] = n
+    rows = []
+    for name in PLATFORMS:
+        st = states.get(name)
+        paused = st is not None and st.paused_until is not None and st.paused_until > now
+        q = queue.get(name, {})
+        run = last.get(name)
+        rows.append(
+            {
+                "platform": name,
+                "status": "PAUSED" if paused else "ok",
+                "paused_until": st.paused_until if paused and st else None,
+                "reason": st.pause_reason if paused and st else "",
+                "queued": sum(q.get(k, 0) for k in ("discovered", "downloaded", "frames")),
+                "done": sum(q.get(k, 0) for k in ("embedded", "matched")),
+                "failed": q.get("failed", 0),
+                "errors_in_a_row": st.consecutive_errors if st else 0,
+                "last_crawl": f"{run.status} {run.kind} {run.target}" if run else "",
+                "last_crawl_at": run.started_at if run else None,
+            }
+        )
+    cols = ["platform", "status", "paused_until", "queued", "done", "failed", "last_crawl"]
+    _emit(rows, args.format, cols)
+    if args.format == "table":
+        for r in rows:
+            if r["status"] == "PAUSED":
+                print(f"{r['platform']}: {r['reason']}")
+    return EXIT_PLATFORM_PAUSED if any(r["status"] == "PAUSED" for r in rows) else 0
+
+
+def cmd_resume(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.jobs import open_store
+    from storage import platform_state
+
+    store = open_store(cfg)
+    if platform_state.resume(store, args.platform):
+        print(f"{args.platform}: pause lifted; its queued videos are processed by the next run")
+    else:
+        print(f"{args.platform} was not paused")
     return 0
 
 
@@ -374,7 +449,7 @@ def cmd_process(cfg: Config, args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     result = process(cfg, store, limit=args.limit, progress=not args.quiet, stop=stop)
     _print_process(result)
-    return 0
+    return EXIT_PLATFORM_PAUSED if getattr(result.process, "paused", None) else 0
 
 
 def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
@@ -426,8 +501,17 @@ def cmd_rescan(cfg: Config, args: argparse.Namespace) -> int:
         progress=not args.quiet,
         stop=_stop_on_signals(),
     )
-    problems = _print_run(result)
-    return EXIT_CRAWL_PROBLEM if problems and args.strict else 0
+    return _run_exit(result, _print_run(result), args.strict)
+
+
+def _run_exit(result: Any, problems: int, strict: bool) -> int:
+    """3 with --strict when a listing failed; 4 with --strict when a platform is paused."""
+    if not strict:
+        return 0
+    if problems:
+        return EXIT_CRAWL_PROBLEM
+    paused = result.processed is not None and getattr(result.processed.process, "paused", None)
+    return EXIT_PLATFORM_PAUSED if paused else 0
 
 
 def cmd_run_nightly(cfg: Config, args: argparse.Namespace) -> int:
@@ -437,8 +521,7 @@ def cmd_run_nightly(cfg: Config, args: argparse.Namespace) -> int:
     if not cfg.watch:
         print("no [[watch]] entries in the config: processing and reporting only", file=sys.stderr)
     result = run_nightly(cfg, store, progress=not args.quiet, stop=_stop_on_signals())
-    problems = _print_run(result)
-    return EXIT_CRAWL_PROBLEM if problems and args.strict else 0
+    return _run_exit(result, _print_run(result), args.strict)
 
 
 def cmd_fixture_server(cfg: Config, args: argparse.Namespace) -> int:
@@ -466,6 +549,12 @@ def cmd_scheduler(cfg: Config, args: argparse.Namespace) -> int:
     from scheduler import run_scheduler
 
     return run_scheduler(cfg, once=args.once)
+
+
+def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.doctor import run_doctor
+
+    return 0 if run_doctor(cfg, platforms=args.platform, as_json=args.json) else EXIT_FAILED
 
 
 def _stop_on_signals() -> threading.Event:
@@ -735,12 +824,31 @@ def build_parser() -> argparse.ArgumentParser:
         "list crawl runs (one row per listing crawled) or job runs",
         cmd_runs,
         "List crawl runs, one record per listing crawled with its status (ok, blocked, "
-        "login_required, not_found, layout_changed, error), or with --jobs the nightly, "
-        "rescan and re-check runs with their counts and report paths.",
+        "login_required, not_found, layout_changed, error, paused), or with --jobs the nightly, "
+        "rescan and re-check runs with their counts and report paths. Paused platforms are "
+        "listed after the table.",
     )
     sp.add_argument("--jobs", action="store_true", help="list job runs instead of crawl runs")
     sp.add_argument("--format", choices=["table", "jsonl"], default="table")
     sp.add_argument("--limit", type=int, default=50)
+
+    sp = add(
+        "status",
+        "per platform: paused or not, queued/done/failed videos, the last crawl",
+        cmd_status,
+        "Show each platform's state: whether it is paused after a platform-wide block (a 429, "
+        "a bot check, a login wall, a missing JS runtime) and until when, its videos by state, "
+        "and its last crawl. Exit status 4 when a platform is paused.",
+    )
+    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+
+    sp = add(
+        "resume",
+        "lift a platform's pause now (after fixing cookies, proxy or set-up)",
+        cmd_resume,
+        "End a platform's cool-down early; its queued videos are processed by the next run.",
+    )
+    sp.add_argument("platform", choices=PLATFORMS)
 
     sp = add(
         "process",
@@ -884,11 +992,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hashtag", required=True)
     sp.add_argument("--platform", choices=PLATFORMS, help="default: all platforms")
     sp.add_argument("--max-items", type=int)
-    sp.add_argument("--strict", action="store_true", help="exit 3 if any listing failed")
+    sp.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sp.add_argument("-q", "--quiet", action="store_true")
 
     sp = add("run-nightly", "run the nightly job once (for cron/systemd timers)", cmd_run_nightly)
-    sp.add_argument("--strict", action="store_true", help="exit 3 if any listing failed")
+    sp.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sp.add_argument("-q", "--quiet", action="store_true")
 
     add(
@@ -901,6 +1009,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("scheduler", "run the scheduler daemon (nightly crawls, re-checks)", cmd_scheduler)
     sp.add_argument("--once", action="store_true", help="run due jobs once and exit")
+
+    sp = add(
+        "doctor",
+        "check the set-up: JS runtime, impersonation, cookies, proxies, browser, ffmpeg, database",
+        cmd_doctor,
+        "Check locally (no platform is contacted) what downloads and crawls need. Exit status 1 "
+        "when a check fails; warnings still exit 0.",
+    )
+    sp.add_argument("--platform", action="append", choices=PLATFORMS, help="only this platform")
+    sp.add_argument("--json", action="store_true", help="print the results as JSON")
 
     sp = add(
         "fixture-server",

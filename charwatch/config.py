@@ -50,27 +50,75 @@ class StorageConfig:
         return self.url or f"sqlite:///{self.data_path / 'charwatch.db'}"
 
 
+FETCH_MODES = ("http", "browser")
+
+
 @dataclass
 class PlatformConfig:
+    """How charwatch talks to one platform: where, as whom, through what, and how fast.
+
+    ``download_delay``/``concurrency`` pace the crawler; ``sleep_interval`` (seconds between
+    video downloads), ``sleep_requests`` (seconds between yt-dlp's own requests) and
+    ``max_downloads_per_hour`` pace downloads. ``fetch`` chooses, per listing kind, plain
+    HTTP or a real browser (headless Chromium) for listings. ``impersonate`` names a browser
+    TLS fingerprint (curl_cffi target such as ``chrome``; empty: none). ``extractor_args`` are
+    yt-dlp extractor arguments, e.g. ``{ youtube = "player_client=default,web_safari" }``.
+    ``cooldown_s`` is how long a platform-wide block pauses the platform (0: no pause kept
+    between runs);
+    ``max_consecutive_errors`` errors in a row count as such a block.
+    """
+
     base_url: str = ""
     cookies: dict[str, str] = field(default_factory=dict)
+    cookies_file: str = ""  # Netscape cookies.txt
+    cookies_from_browser: str = ""  # e.g. "chromium" or "firefox:PROFILE" (yt-dlp syntax)
     proxy: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    impersonate: str = ""
+    extractor_args: dict[str, str] = field(default_factory=dict)
+    fetch: dict[str, str] = field(default_factory=dict)  # listing kind -> http | browser
     download_delay: float = 1.0
     concurrency: int = 2
+    sleep_interval: float = 0.0
+    sleep_requests: float = 0.0
+    max_downloads_per_hour: int = 0  # 0: no limit
+    cooldown_s: int = 3600
+    max_consecutive_errors: int = 5
+
+    def fetch_mode(self, kind: str) -> str:
+        """``http`` or ``browser`` for a listing kind (default ``http``)."""
+        mode = (self.fetch.get(kind) or "http").strip().lower()
+        if mode not in FETCH_MODES:
+            raise ConfigError(f"fetch mode {mode!r} for {kind} is not one of {FETCH_MODES}")
+        return mode
 
 
 @dataclass
 class PlatformsConfig:
+    # Defaults are what works on the live sites today (see the README's "Live platforms").
     tiktok: PlatformConfig = field(
-        default_factory=lambda: PlatformConfig(base_url="https://www.tiktok.com")
+        default_factory=lambda: PlatformConfig(
+            base_url="https://www.tiktok.com",
+            impersonate="chrome",
+            fetch={"hashtag": "browser", "search": "browser", "user": "http"},
+            sleep_interval=2.0,
+        )
     )
     youtube: PlatformConfig = field(
-        default_factory=lambda: PlatformConfig(base_url="https://www.youtube.com")
+        default_factory=lambda: PlatformConfig(
+            base_url="https://www.youtube.com",
+            sleep_interval=5.0,
+            sleep_requests=0.75,
+            max_downloads_per_hour=250,
+        )
     )
     instagram: PlatformConfig = field(
         default_factory=lambda: PlatformConfig(
-            base_url="https://www.instagram.com", download_delay=6.0, concurrency=1
+            base_url="https://www.instagram.com",
+            impersonate="chrome",
+            download_delay=6.0,
+            concurrency=1,
+            sleep_interval=6.0,
         )
     )
 
@@ -92,6 +140,7 @@ class CrawlConfig:
     retry_times: int = 3
     autothrottle: bool = True
     timeout_s: float = 30.0
+    browser_path: str = ""  # Chromium for fetch = "browser"; empty: chromium on PATH
 
 
 @dataclass

@@ -50,7 +50,11 @@ def demo_config(cfg: Config, data_dir: Path, base_url: str) -> Config:
         p = demo.platforms.get(name)
         p.base_url = base_url
         p.download_delay = 0.0
+        p.sleep_interval = p.sleep_requests = 0.0
+        p.max_downloads_per_hour = 0
         p.proxy = ""
+        # the fixture's demo listings answer plain HTTP; the browser mode has its own tests
+        p.fetch = {kind: "http" for kind in ("hashtag", "user", "search")}
     demo.platforms.instagram.cookies = {"sessionid": "demo-session"}
     demo.crawl.autothrottle = False
     return demo

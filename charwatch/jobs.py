@@ -168,10 +168,12 @@ def _fill_job(job: JobRun, result: RunResult, stop: threading.Event | None) -> N
     if result.report is not None:
         job.flags = result.report.flags
         job.report_path = str(result.report.html_path)
-    if job.listings_failed:
-        job.message = "; ".join(
-            f"{r.platform} {r.kind} {r.target}: {r.status}" for r in result.crawl_failures
-        )
+    notes = [f"{r.platform} {r.kind} {r.target}: {r.status}" for r in result.crawl_failures]
+    if result.processed is not None:
+        paused = getattr(result.processed.process, "paused", None) or {}
+        notes += [f"PAUSED {why}" for why in paused.values()]
+    if notes:
+        job.message = "; ".join(notes)[:2000]
     if stop is not None and stop.is_set():
         job.status = "stopped"
 

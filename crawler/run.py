@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from charwatch.config import Config, ConfigError, dump_toml, load_config
 from crawler.listing import KINDS, SUPPORTED, Listing, normalize_target
@@ -77,6 +78,23 @@ def parse_listing_args(
     return out
 
 
+def finished_run(batch: str, lst: Listing, status: str, message: str) -> Any:
+    """A finished ``CrawlRun`` for a listing that was not (or could not be) crawled."""
+    from storage import CrawlRun, utcnow
+
+    now = utcnow()
+    return CrawlRun(
+        batch=batch,
+        platform=lst.platform,
+        kind=lst.kind,
+        target=lst.target,
+        status=status,
+        message=message,
+        started_at=now,
+        finished_at=now,
+    )
+
+
 def _settle_rows(
     cfg: Config, listings: Sequence[Listing], batch: str, returncode: int, log_path: Path
 ) -> None:
@@ -101,22 +119,11 @@ def _settle_rows(
             for lst in listings:
                 if (lst.platform, lst.kind, lst.target) in have:
                     continue
-                now = utcnow()
-                s.add(
-                    CrawlRun(
-                        batch=batch,
-                        platform=lst.platform,
-                        kind=lst.kind,
-                        target=lst.target,
-                        status=ListingStatus.ERROR,
-                        message=(
-                            f"the crawler process failed (exit {returncode}) before starting "
-                            f"this listing; see {log_path}"
-                        ),
-                        started_at=now,
-                        finished_at=now,
-                    )
+                message = (
+                    f"the crawler process failed (exit {returncode}) before starting "
+                    f"this listing; see {log_path}"
                 )
+                s.add(finished_run(batch, lst, ListingStatus.ERROR, message))
     finally:
         store.dispose()
 
@@ -132,7 +139,9 @@ def run_crawl(
 
     Blocks until the crawl ends. Afterwards every listing has exactly one ``CrawlRun`` row
     with that batch id and a final status (``ok``, ``blocked``, ``login_required``,
-    ``not_found``, ``layout_changed`` or ``error``); found videos are in ``videos``.
+    ``not_found``, ``layout_changed``, ``error`` or ``paused``); found videos are in ``videos``.
+    A listing that ends ``blocked`` or ``login_required`` pauses its platform for
+    ``platforms.<p>.cooldown_s``; the platform's later listings are recorded ``paused``.
     ``max_items`` caps items per listing (default ``crawl.max_items``).
     """
     if not listings:
@@ -176,6 +185,51 @@ def spider_class(platform: str) -> type:
     return classes[platform]
 
 
+# listing outcomes that concern the whole platform: it is paused for its cool-down
+PAUSING_STATUSES = ("blocked", "login_required")
+
+
+def record_if_paused(cfg: Config, lst: Listing, batch: str) -> bool:
+    """Record a ``paused`` CrawlRun for a listing of a platform cooling down; True if so."""
+    from crawler.pipelines import shared_store
+    from storage import ListingStatus, platform_state
+
+    store = shared_store(cfg)
+    pause = platform_state.active_pause(store, lst.platform)
+    if pause is None:
+        return False
+    with store.session() as s:
+        s.add(finished_run(batch, lst, ListingStatus.PAUSED, f"not crawled: {pause.describe()}"))
+    return True
+
+
+def pause_if_blocked(cfg: Config, lst: Listing, batch: str) -> None:
+    """Pause the platform when the listing just crawled ended blocked or at a login wall."""
+    from sqlalchemy import select
+
+    from crawler.pipelines import shared_store
+    from storage import CrawlRun, platform_state
+
+    store = shared_store(cfg)
+    with store.session() as s:
+        run = s.scalar(
+            select(CrawlRun)
+            .where(
+                CrawlRun.batch == batch,
+                CrawlRun.platform == lst.platform,
+                CrawlRun.kind == lst.kind,
+                CrawlRun.target == lst.target,
+            )
+            .order_by(CrawlRun.id.desc())
+        )
+        if run is None or run.status not in PAUSING_STATUSES:
+            return
+        reason = f"{run.status} on {lst.key}: {run.message or ''}".strip()
+    seconds = cfg.platforms.get(lst.platform).cooldown_s
+    if seconds > 0:  # 0: pausing switched off
+        platform_state.pause(store, lst.platform, reason, "crawl", seconds)
+
+
 def crawl_in_process(
     cfg: Config, listings: Sequence[Listing], *, batch: str, max_items: int | None = None
 ) -> None:
@@ -203,6 +257,8 @@ def crawl_in_process(
     @inlineCallbacks
     def crawl_group(group: list[Listing]):  # type: ignore[no-untyped-def]
         for lst in group:
+            if record_if_paused(cfg, lst, batch):
+                continue
             kwargs: dict[str, object] = {lst.kind: lst.target, "batch": batch}
             if max_items is not None:
                 kwargs["max_items"] = max_items
@@ -210,6 +266,7 @@ def crawl_in_process(
                 yield process.crawl(spider_class(lst.platform), **kwargs)
             except Exception:  # one broken listing must not stop the others
                 log.exception("crawl of %s failed", lst.key)
+            pause_if_blocked(cfg, lst, batch)
 
     def stop_reactor(_: object) -> None:
         from twisted.internet import reactor

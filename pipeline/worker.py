@@ -13,6 +13,12 @@ stage wrote (rows and files) and writes it again, and only then moves the video'
 recorded per video (transient ones retry with backoff, permanent ones end as ``failed`` with a
 one-line reason) and the batch goes on. The lease is given back when a video reaches
 ``embedded`` (the matcher claims it next) and when the loop stops early.
+
+A failure that is the platform's, not the video's (a 429, a bot check, a login wall, a missing
+JS runtime, ``max_consecutive_errors`` errors in a row) pauses that platform for its cool-down
+(``storage.platform_state``): its videos are released without counting an attempt, no more of
+them are claimed until the cool-down ends, and the other platforms go on. Download starts of a
+platform take slots from its rate budget, shared with every other process on the database.
 """
 
 from __future__ import annotations
@@ -38,14 +44,14 @@ from sqlalchemy import delete, select
 from tqdm import tqdm
 
 from charwatch.config import Config, ConfigError, PlatformConfig
-from pipeline.download import DownloadError, DownloadResult, download
+from pipeline.download import DownloadError, DownloadResult, YtdlpSessions, batch_options, download
 from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
 from pipeline.media import data_file, jpeg_round_trip, probe, to_data_path
 from pipeline.provenance import read_c2pa
-from storage import queue
+from storage import platform_state, queue
 from storage.db import Store
-from storage.models import Embedding, Frame, Video, VideoState
+from storage.models import Embedding, Frame, Video, VideoState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,11 @@ CLAIM_CHUNK = 8
 FRAME_JPEG_QUALITY = 90
 THUMB_JPEG_QUALITY = 80
 _STEM_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_SLOT_WAIT_S = 60.0  # a longer wait for the rate budget defers the platform to a later run
+
+
+class _PlatformWait(Exception):
+    """The platform cannot be asked now (paused, or its rate budget is spent for a while)."""
 
 
 @dataclass
@@ -80,6 +91,22 @@ class ProcessStats:
         default_factory=lambda: {"download": 0.0, "frames": 0.0, "embed": 0.0, "total": 0.0}
     )
     errors: list[str] = field(default_factory=list)  # "video <id>: <stage>: <reason>"
+    paused: dict[str, str] = field(default_factory=dict)  # platform -> why and until when
+    deferred: dict[str, str] = field(default_factory=dict)  # platform -> rate budget spent
+
+    def summary(self) -> str:
+        """One line for people, plus a line per paused or deferred platform."""
+        line = (
+            f"{self.processed} processed, {self.failed} failed, {self.retrying} to retry, "
+            f"{self.released} left queued ({self.claimed} claimed, {self.downloaded} downloaded, "
+            f"{self.frames} frames, {self.embeddings} embeddings, "
+            f"{self.seconds.get('total', 0.0):.1f} s)"
+        )
+        for why in self.paused.values():
+            line += f"\n  PAUSED: {why}"
+        for name, why in self.deferred.items():
+            line += f"\n  deferred {name}: {why}"
+        return line
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +120,8 @@ class ProcessStats:
             "embeddings": self.embeddings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "errors": list(self.errors),
+            "paused": dict(self.paused),
+            "deferred": dict(self.deferred),
         }
 
 
@@ -204,6 +233,8 @@ class _Loop:
         self.exhausted = False
         self.gates: dict[str, _Gate] = {}
         self.gates_lock = threading.Lock()
+        self.sessions = YtdlpSessions(batch_options(self.pcfg), self.data_dir)
+        self.paused: dict[str, platform_state.Pause] = {}
         self.pool = ThreadPoolExecutor(DOWNLOAD_WORKERS, thread_name_prefix="download")
         self.frames_pool = ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames")
         self.wake = threading.Event()  # set when a download or a sampling job finishes
@@ -254,7 +285,12 @@ class _Loop:
             if n <= 0:
                 self.exhausted = True
                 return
-        ids = queue.claim(self.store, self.owner, n, self.pcfg.lease_s, states=STATES)
+        for pause in platform_state.active_pauses(self.store):
+            self._note_pause(pause)
+        skip = set(self.paused) | set(self.stats.deferred)
+        ids = queue.claim(
+            self.store, self.owner, n, self.pcfg.lease_s, states=STATES, skip_platforms=skip
+        )
         if not ids:
             self.exhausted = True
             return
@@ -336,14 +372,82 @@ class _Loop:
             platform = self._platform(job.platform)
             dest = self.data_dir / "media" / media_stem(job.platform)
             with self._gate(job.platform).slot():
+                self._wait_for_budget(job.platform, platform)
                 job.result = download(
-                    job.url, dest, media_stem(job.platform_id), self.pcfg, platform
+                    job.url,
+                    dest,
+                    media_stem(job.platform_id),
+                    self.pcfg,
+                    platform,
+                    sessions=self.sessions,
+                    platform_name=job.platform,
                 )
             job.c2pa = read_c2pa(job.result.path)  # the raw file, before anything rewrites it
         except BaseException as exc:  # noqa: BLE001 - reported per video by the main thread
             job.error = exc
         job.seconds = time.perf_counter() - t0
         return job
+
+    def _wait_for_budget(self, name: str, platform: PlatformConfig | None) -> None:
+        """Take a slot of the platform's shared rate budget (download thread).
+
+        Raises :class:`_PlatformWait` when the platform is paused or the budget would make
+        this download wait longer than ``MAX_SLOT_WAIT_S``.
+        """
+        if name in self.paused or name in self.stats.deferred:
+            raise _PlatformWait(name)
+        if platform is None:
+            return
+        interval = max(0.0, platform.sleep_interval)
+        per_hour = max(0, platform.max_downloads_per_hour)
+        if not interval and not per_hour:
+            return
+        while True:
+            wait = platform_state.take_slot(self.store, name, interval, per_hour)
+            if wait <= 0:
+                return
+            if wait > MAX_SLOT_WAIT_S:
+                raise _PlatformWait(
+                    f"rate budget spent ({per_hour} downloads/hour); next slot in "
+                    f"{wait / 60:.0f} min"
+                )
+            if self.stop.wait(min(wait, 5.0)) or name in self.paused:
+                raise _PlatformWait(name)
+
+    def _note_pause(self, pause: platform_state.Pause) -> None:
+        if pause.platform not in self.paused:
+            log.warning("%s", pause.describe())
+        self.paused[pause.platform] = pause
+        self.stats.paused[pause.platform] = pause.describe()
+        self._release_pending(pause.platform)
+
+    def _release_pending(self, name: str) -> None:
+        """Give back the platform's claimed videos that have not started downloading."""
+        keep: deque[_Job] = deque()
+        for job in self.dl_pending:
+            if job.platform == name:
+                self._release(job)
+                self.bars["download"].total -= 1
+                self.bars["frames"].total -= 1
+            else:
+                keep.append(job)
+        self.dl_pending = keep
+
+    def _release(self, job: _Job) -> None:
+        if job.video_id in self.held:
+            queue.release(self.store, self.owner, job.video_id)
+            self.held.discard(job.video_id)
+            self.stats.released += 1
+
+    def _pause_platform(self, name: str, reason: str) -> None:
+        platform = self._platform(name)
+        seconds = platform.cooldown_s if platform else 3600
+        if seconds > 0:
+            pause = platform_state.pause(self.store, name, reason, "download", seconds)
+        else:  # pausing switched off: only this run leaves the platform alone
+            now = utcnow()
+            pause = platform_state.Pause(name, reason, "download", now, now)
+        self._note_pause(pause)
 
     def _collect_downloads(self) -> int:
         """Take in every finished download; returns how many."""
@@ -363,7 +467,29 @@ class _Loop:
         vid = job.video_id
         if job.error is not None or job.result is None:
             self.bars["frames"].total -= 1  # it will not reach the frames stage
+        if isinstance(job.error, _PlatformWait):
+            if job.platform not in self.paused and str(job.error) != job.platform:
+                self.stats.deferred[job.platform] = str(job.error)
+            self._release(job)
+            return
         if isinstance(job.error, DownloadError):
+            if job.error.platform_wide:
+                self._pause_platform(job.platform, job.error.message)
+                self._release(job)
+                return
+            if job.platform in self.paused:  # the same block, seen by a download in flight
+                self._release(job)
+                return
+            if job.error.transient:
+                errors = platform_state.note_error(self.store, job.platform)
+                platform = self._platform(job.platform)
+                limit = platform.max_consecutive_errors if platform else 0
+                if limit and errors >= limit:
+                    self._pause_platform(
+                        job.platform, f"{errors} download errors in a row; last: {job.error}"
+                    )
+                    self._release(job)
+                    return
             self._fail(vid, "download", job.error.message, transient=job.error.transient)
             return
         if job.error is not None or job.result is None:
@@ -372,6 +498,7 @@ class _Loop:
             self._fail(vid, "download", f"{type(err).__name__}: {err}", transient=True)
             return
         res = job.result
+        platform_state.note_success(self.store, job.platform)
         c2pa = job.c2pa or {"state": "error", "message": "not read"}
         values: dict[str, Any] = {
             "media_path": to_data_path(self.data_dir, res.path),
@@ -641,6 +768,7 @@ class _Loop:
             if self.embed_buf:
                 self._flush_embed()
         finally:
+            self.sessions.close()
             for vid in list(self.held):
                 queue.release(self.store, self.owner, vid)
                 self.stats.released += 1

@@ -41,7 +41,7 @@ from reports.html import (
     render_report,
     trend_chart,
 )
-from storage import ReportRun, Store, utcnow
+from storage import ReportRun, Store, platform_state, utcnow
 
 PREFIX = "charwatch-report-"
 INDEX_NAME = "index.html"
@@ -113,10 +113,26 @@ def build_context(
     platform: str | None,
     now: dt.datetime,
     csv_name: str,
+    pauses: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the report template shows, from the frames read out of the store."""
+    """Everything the report template shows, from the frames read out of the store.
+
+    ``pauses``: platforms cooling down after a platform-wide block (``storage.platform_state``).
+    """
     thumbs = ThumbCache(cfg.data_dir, max(32, int(cfg.report.thumb_px)))
     prow = platform_rows(flags, videos, crawls, platform)
+    paused = {
+        p.platform: {
+            "platform": p.platform,
+            "reason": p.reason,
+            "source": p.source,
+            "until": fmt_time(p.until),
+        }
+        for p in pauses or []
+        if platform is None or p.platform == platform
+    }
+    for row in prow:
+        row["paused_until"] = paused[row["platform"]]["until"] if row["platform"] in paused else ""
     plats = [r["platform"] for r in prow]
     card_list = cards(flags, frame_thumbs, thumbs, cfg.data_dir)
     review = flags["review_state"].value_counts() if len(flags) else None
@@ -146,6 +162,7 @@ def build_context(
             **totals,
         },
         "warnings": warnings,
+        "pauses": list(paused.values()),
         "warnings_more": max(0, int(crawls["failed"].sum()) - len(warnings)) if len(crawls) else 0,
         "platform_rows": prow,
         "breakdown": breakdown(flags, plats),
@@ -215,6 +232,7 @@ def write_report(
             platform=platform,
             now=now,
             csv_name=csv_path.name,
+            pauses=platform_state.active_pauses(store),
         )
         _write_text(html_path, render_report(context))
     except BaseException:

@@ -1,5 +1,6 @@
 """The store: every stage reads its input from here and writes its output here."""
 
+from storage import platform_state
 from storage.db import Store, make_engine, migrate
 from storage.models import (
     AllowedAccount,
@@ -12,6 +13,7 @@ from storage.models import (
     Frame,
     JobRun,
     ListingStatus,
+    PlatformState,
     Reference,
     ReportRun,
     Video,
@@ -20,6 +22,7 @@ from storage.models import (
 )
 
 __all__ = [
+    "platform_state",
     "AllowedAccount",
     "Base",
     "CharacterThreshold",
@@ -30,6 +33,7 @@ __all__ = [
     "Frame",
     "JobRun",
     "ListingStatus",
+    "PlatformState",
     "Reference",
     "ReportRun",
     "Store",

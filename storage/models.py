@@ -78,8 +78,9 @@ class ListingStatus:
     NOT_FOUND = "not_found"
     LAYOUT_CHANGED = "layout_changed"
     ERROR = "error"
+    PAUSED = "paused"  # not crawled: the platform is cooling down after a block
 
-    FAILURES = (BLOCKED, LOGIN_REQUIRED, NOT_FOUND, LAYOUT_CHANGED, ERROR)
+    FAILURES = (BLOCKED, LOGIN_REQUIRED, NOT_FOUND, LAYOUT_CHANGED, ERROR, PAUSED)
 
 
 class CrawlRun(Base):
@@ -336,3 +337,25 @@ class AllowedAccount(Base):
     )  # None: every character
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PlatformState(Base):
+    """Per platform: a cool-down after a platform-wide block, and the shared rate budget.
+
+    Crawling, downloading and re-checks of a platform, in any process, consult this row before
+    talking to the platform: ``paused_until`` in the future means wait; ``next_request_at`` and
+    the hourly window space requests out across processes.
+    """
+
+    __tablename__ = "platform_state"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    pause_source: Mapped[str | None] = mapped_column(String(32))  # crawl | download | recheck
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    pauses: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
+    next_request_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    window_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    window_count: Mapped[int] = mapped_column(Integer, default=0)

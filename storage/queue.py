@@ -37,8 +37,12 @@ def claim(
     lease_s: int,
     states: tuple[str, ...] = VideoState.PENDING,
     ids: list[int] | None = None,
+    skip_platforms: set[str] | None = None,
 ) -> list[int]:
-    """Lease up to ``limit`` videos in ``states`` for ``owner``; returns their ids, oldest first."""
+    """Lease up to ``limit`` videos in ``states`` for ``owner``; returns their ids, oldest first.
+
+    ``skip_platforms``: platforms whose videos stay queued (paused, or out of rate budget).
+    """
     now = utcnow()
     claimed: list[int] = []
     with store.session() as s:
@@ -50,6 +54,8 @@ def claim(
         )
         if ids is not None:
             q = q.where(Video.id.in_(ids))
+        if skip_platforms:
+            q = q.where(Video.platform.not_in(sorted(skip_platforms)))
         candidates = list(s.scalars(q))
     for vid in candidates:
         if len(claimed) >= limit:

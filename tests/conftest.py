@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +42,8 @@ def write_config(path: Path, data_dir: Path, base_url: str, extra: str = "") -> 
     """A TOML config for tests: temp data dir, every platform on the fixture, no delays."""
     platforms = "\n".join(
         f'[platforms.{p}]\nbase_url = "{base_url}"\ndownload_delay = 0.0\n'
+        "sleep_interval = 0.0\nsleep_requests = 0.0\nmax_downloads_per_hour = 0\n"
+        'fetch = { hashtag = "http", search = "http", user = "http" }\n'
         + ('cookies = { sessionid = "test-session" }\n' if p == "instagram" else "")
         for p in ("tiktok", "youtube", "instagram")
     )
@@ -52,6 +58,32 @@ def write_config(path: Path, data_dir: Path, base_url: str, extra: str = "") -> 
 @pytest.fixture
 def config_file(tmp_path: Path, fixture_server: object) -> Path:
     return write_config(tmp_path / "charwatch.toml", tmp_path / "data", fixture_server.base_url)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(),
+    reason="headless Chromium not installed (Debian package `chromium`; .ci/run installs it)",
+)
+
+
+@contextlib.contextmanager
+def local_http_server(handler: Any) -> Iterator[str]:
+    """Serve ``handler`` (a request handler class or factory) on 127.0.0.1; yields the URL."""
+
+    class _Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # clients closing early (yt-dlp sniffing a URL, a size cap) are expected
+
+    srv = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def charwatch_exe() -> list[str]:

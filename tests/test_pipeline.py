@@ -33,6 +33,7 @@ from pipeline.regions import region_box, region_scale, regions
 from pipeline.worker import process_pending
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState
+from tests.conftest import local_http_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,23 +105,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients closing early (yt-dlp sniffing a URL, the size cap) are expected
-
-
 @pytest.fixture(scope="module")
 def server(media: Path) -> Iterator[str]:
-    handler = functools.partial(_Handler, directory=str(media))
-    srv = _Server(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with local_http_server(functools.partial(_Handler, directory=str(media))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +435,9 @@ BAD = {
 def _config(tmp: Path, **process: object) -> Config:
     cfg = Config(storage=StorageConfig(data_dir=str(tmp / "data")))
     for name in ("tiktok", "youtube", "instagram"):
-        cfg.platforms.get(name).download_delay = 0.0
+        plat = cfg.platforms.get(name)
+        plat.download_delay = plat.sleep_interval = 0.0
+        plat.max_downloads_per_hour = 0
     cfg.process.download_retries = 0
     cfg.process.download_timeout_s = 10.0
     for k, v in process.items():
@@ -656,7 +646,9 @@ _KILL_SCRIPT = textwrap.dedent(
 
     cfg = Config(storage=StorageConfig(data_dir=sys.argv[1]))
     for name in ("tiktok", "youtube", "instagram"):
-        cfg.platforms.get(name).download_delay = 0.0
+        plat = cfg.platforms.get(name)
+        plat.download_delay = plat.sleep_interval = 0.0
+        plat.max_downloads_per_hour = 0
     cfg.process.download_retries = 0
     cfg.process.lease_s = 2
     cfg.process.batch_size = 4

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from PIL import Image
 
 from reports import write_report
+from tests.conftest import CHROMIUM, needs_chromium
 from tests.test_reports import (
     DOM_IMG_PAYLOAD,
     DOM_SCRIPT_PAYLOAD,
@@ -24,11 +24,7 @@ from tests.test_reports import (
     populate,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).is_file(),
-    reason="headless Chromium not installed (Debian package `chromium`; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 
 def chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
