@@ -1,8 +1,10 @@
-"""Downloader middlewares: Retry-After-aware backoff and per-platform cookies/headers/proxy."""
+"""Downloader middlewares: Retry-After-aware backoff, bounded retries of soft blocks (empty 200
+bodies, ``{"type": "verify"}``), and per-platform cookies/headers/proxy/TLS impersonation."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
@@ -73,14 +75,46 @@ def backoff_delay(
     return min(delay, cap)
 
 
+def soft_block_reason(status: int, body: bytes | str) -> str | None:
+    """Why a 200 answer is a soft block worth retrying (empty body, captcha JSON), or None."""
+    if status != 200:
+        return None
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    text = raw[:4096].strip()
+    if not text:
+        return "empty body"
+    if text.startswith(b"{") and b"verify" in text:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and data.get("type") == "verify":
+            return 'captcha ({"type": "verify"})'
+    return None
+
+
+async def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        from twisted.internet import reactor  # the running one, installed by Scrapy
+
+        await maybe_deferred_to_future(deferLater(reactor, seconds, lambda: None))
+
+
 class BackoffRetryMiddleware(RetryMiddleware):
-    """Scrapy's retry on ``RETRY_HTTP_CODES`` (429, 5xx...) with a wait before each retry."""
+    """Scrapy's retry on ``RETRY_HTTP_CODES`` (429, 5xx...) with a wait before each retry.
+
+    Requests with ``meta["retry_soft_blocks"]`` are also retried, up to
+    ``CHARWATCH_SOFT_RETRY_TIMES`` times with a short exponential backoff, when a 200 answer
+    is a soft block (:func:`soft_block_reason`); ``meta["soft_retry_times"]`` counts them.
+    """
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self.base = settings.getfloat("CHARWATCH_RETRY_BACKOFF_BASE", 0.5)
         self.cap = settings.getfloat("CHARWATCH_RETRY_BACKOFF_MAX", 30.0)
         self.after_cap = settings.getfloat("CHARWATCH_RETRY_AFTER_MAX", 120.0)
+        self.soft_times = settings.getint("CHARWATCH_SOFT_RETRY_TIMES", 2)
+        self.soft_base = settings.getfloat("CHARWATCH_SOFT_RETRY_BACKOFF", 0.5)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
@@ -89,7 +123,13 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return o
 
     async def process_response(self, request: Request, response: Response) -> Request | Response:
-        if request.meta.get("dont_retry", False) or response.status not in self.retry_http_codes:
+        if request.meta.get("dont_retry", False):
+            return response
+        if request.meta.get("retry_soft_blocks"):
+            reason = soft_block_reason(response.status, response.body)
+            if reason is not None:
+                return await self._retry_soft(request, response, reason)
+        if response.status not in self.retry_http_codes:
             return response
         attempt = int(request.meta.get("retry_times", 0)) + 1
         max_times = int(request.meta.get("max_retry_times", self.max_retry_times))
@@ -110,11 +150,33 @@ class BackoffRetryMiddleware(RetryMiddleware):
             max_times,
             delay,
         )
-        if delay > 0:
-            from twisted.internet import reactor  # the running one, installed by Scrapy
-
-            await maybe_deferred_to_future(deferLater(reactor, delay, lambda: None))
+        await _sleep(delay)
         return self._retry(request, response_status_message(response.status)) or response
+
+    async def _retry_soft(self, request: Request, response: Response, reason: str) -> Any:
+        attempt = int(request.meta.get("soft_retry_times", 0)) + 1
+        max_times = int(request.meta.get("max_soft_retries", self.soft_times))
+        if attempt > max_times:
+            return response
+        delay = backoff_delay(
+            attempt, None, base=self.soft_base, cap=self.cap, after_cap=self.after_cap
+        )
+        logger.info(
+            "%s from %s: retry %d/%d in %.1fs", reason, request.url, attempt, max_times, delay
+        )
+        await _sleep(delay)
+        retry = request.copy()
+        retry.meta["soft_retry_times"] = attempt
+        retry.dont_filter = True
+        stats = getattr(getattr(self, "crawler", None), "stats", None)
+        if stats is not None:
+            stats.inc_value("charwatch/soft_block_retries")
+        return retry
+
+
+# headers that name the browser: with TLS impersonation they come from the impersonated
+# browser (curl_cffi's defaults for the target), never from Scrapy or the config
+BROWSER_IDENTITY_HEADERS = ("user-agent", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform")
 
 
 class PlatformRequestMiddleware:
@@ -123,10 +185,20 @@ class PlatformRequestMiddleware:
     Cookies (the spider's ``default_cookies``, then ``platforms.<p>.cookies``), extra headers
     (``platforms.<p>.headers``; request headers already set win) and the proxy
     (``platforms.<p>.proxy``) come from the charwatch config held by the spider.
+
+    With ``platforms.<p>.impersonate`` (a curl_cffi target such as ``chrome``) the request is
+    marked for scrapy-impersonate's download handler (``meta["impersonate"]``), so it leaves
+    with that browser's TLS and HTTP/2 fingerprint. The User-Agent and ``sec-ch-ua*`` client
+    hints are then left to the target's own defaults, so they always match the fingerprint:
+    any set by Scrapy or the config are dropped. Cookies travel in the ``Cookie`` header that
+    Scrapy's cookie middleware writes (not a second time through curl_cffi), and the
+    download timeout and proxy apply as for plain requests.
     """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
+        self.cookies_enabled = crawler.settings.getbool("COOKIES_ENABLED", True)
+        self._warned = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> PlatformRequestMiddleware:
@@ -142,9 +214,35 @@ class PlatformRequestMiddleware:
         if cookies and isinstance(request.cookies, dict):
             for name, value in cookies.items():
                 request.cookies.setdefault(name, value)
+        target = request.meta.get("impersonate", pc.impersonate or None)
         for name, value in (pc.headers or {}).items():
+            if target and name.lower() in BROWSER_IDENTITY_HEADERS:
+                if not self._warned:
+                    logger.warning(
+                        "platforms.%s.headers: %s ignored, the impersonated browser (%s) "
+                        "sends its own",
+                        getattr(spider, "platform", "?"),
+                        name,
+                        target,
+                    )
+                    self._warned = True
+                continue
             if name not in request.headers:
                 request.headers[name] = value
         if pc.proxy and "proxy" not in request.meta:
             request.meta["proxy"] = pc.proxy
+        if target:
+            self._impersonate(request, str(target))
         return None
+
+    def _impersonate(self, request: Request, target: str) -> None:
+        request.meta["impersonate"] = target
+        for name in BROWSER_IDENTITY_HEADERS:
+            request.headers.pop(name, None)
+        args = dict(request.meta.get("impersonate_args") or {})
+        if self.cookies_enabled:
+            args.setdefault("cookies", {})  # already in the Cookie header
+        timeout = request.meta.get("download_timeout")
+        if timeout:
+            args.setdefault("timeout", float(timeout))
+        request.meta["impersonate_args"] = args

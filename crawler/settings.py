@@ -7,6 +7,11 @@ injects as ``CHARWATCH_CONFIG_OBJ``, or, under Scrapy's own CLI (``scrapy crawl 
 hashtag=NAME`` from the repo root), from :func:`charwatch.config.load_config`
 (``$CHARWATCH_CONFIG`` or defaults, plus ``CHARWATCH_*`` environment overrides).
 
+A platform with ``impersonate`` set (a curl_cffi browser target, e.g. ``chrome``) is fetched
+through scrapy-impersonate with that browser's TLS fingerprint; its User-Agent, ``Accept*`` and
+``sec-ch-ua*`` headers are then the impersonated browser's own (``crawl.user_agent`` is not
+used for it), so headers and fingerprint always agree.
+
 ``ROBOTSTXT_OBEY`` is off: the listing endpoints crawled here (hashtag pages, item-list and
 innertube APIs) are disallowed for generic bots in the platforms' robots.txt, so obeying it
 would crawl nothing. Politeness comes from per-platform delays, low concurrency, AutoThrottle
@@ -59,10 +64,25 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.BackoffRetryMiddleware": 550,
     "crawler.middlewares.PlatformRequestMiddleware": 560,
+    "crawler.ratebudget.PlatformBudgetMiddleware": 570,
 }
 ITEM_PIPELINES = {"crawler.pipelines.StorePipeline": 300}
 
 FEED_EXPORT_ENCODING = "utf-8"
+
+# TLS impersonation: scrapy-impersonate's handler sends requests that carry
+# ``meta["impersonate"]`` (set from ``platforms.<p>.impersonate``) through curl_cffi with that
+# browser's fingerprint, and all others through Scrapy's own HTTP/1.1 handler. It needs the
+# asyncio reactor.
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+DOWNLOAD_HANDLERS = {
+    "http": "scrapy_impersonate.ImpersonateDownloadHandler",
+    "https": "scrapy_impersonate.ImpersonateDownloadHandler",
+}
+# Soft blocks (a 200 with an empty body, ``{"type": "verify"}``) on requests that ask for it
+# (``meta["retry_soft_blocks"]``) are retried this many times before the listing is blocked.
+CHARWATCH_SOFT_RETRY_TIMES = 2
+CHARWATCH_SOFT_RETRY_BACKOFF = 0.5
 
 # set by crawler.run to the charwatch Config object; None: load_config()
 CHARWATCH_CONFIG_OBJ = None
@@ -81,6 +101,15 @@ def config_settings(cfg: Config, platform: str) -> dict[str, Any]:
     pc = cfg.platforms.get(platform)
     concurrency = max(1, int(pc.concurrency))
     delay = max(0.0, float(pc.download_delay))
+    impersonate: dict[str, Any] = {}
+    if pc.impersonate:
+        # the impersonated browser's own User-Agent, Accept* and client hints are sent
+        # (PlatformRequestMiddleware), and curl_cffi decodes the body itself
+        impersonate = {
+            "USER_AGENT": "",
+            "DEFAULT_REQUEST_HEADERS": {},
+            "COMPRESSION_ENABLED": False,
+        }
     return {
         "USER_AGENT": cfg.crawl.user_agent or DEFAULT_USER_AGENT,
         "DOWNLOAD_TIMEOUT": float(cfg.crawl.timeout_s),
@@ -91,4 +120,5 @@ def config_settings(cfg: Config, platform: str) -> dict[str, Any]:
         "CONCURRENT_REQUESTS_PER_DOMAIN": concurrency,
         "CONCURRENT_REQUESTS": max(concurrency, 1),
         "CHARWATCH_CONFIG_OBJ": cfg,
+        **impersonate,
     }

@@ -13,9 +13,12 @@ Symptom -> status:
   (``id="cs"`` + ``id="wci"``), a 200 with an empty body, ``{"type": "verify"}`` (captcha),
   a consent wall, TikTok status 10204 -> ``blocked``
 * 404/410, TikTok 10205 (unknown hashtag), 10202/10221 (unknown user), 10222 (private
-  account), a YouTube "does not exist" alert, an empty hashtag grid -> ``not_found``
+  account), a YouTube "does not exist" alert, a hashtag page that says it has no videos
+  -> ``not_found``
 * a page without the expected embedded data or item container, or one that parses to zero
-  items where items were expected -> ``layout_changed``
+  items where the page itself says there are some (a video count, a header, a non-empty data
+  blob, entries of unknown kinds) -> ``layout_changed``: a changed layout never looks like an
+  empty or missing listing
 * any other 4xx/5xx, network errors, unsupported listing kinds -> ``error``
 """
 

@@ -27,13 +27,30 @@ BASE_TIME = 1795132800  # 2026-11-20T00:00:00Z: the newest fixture video is a li
 TIKTOK_BLOCKED_TAG = "blockedtag"  # item_list answers 200 with an empty body
 TIKTOK_VERIFY_TAG = "verifytag"  # item_list answers {"type": "verify"}
 TIKTOK_CHALLENGE_TAG = "challengetag"  # /tag page is the JS proof-of-work interstitial
+TIKTOK_WAFLOOP_TAG = "wafloop"  # /tag page answers a new interstitial even when solved
+TIKTOK_FLAKY_TAG = "flakytag"  # item_list answers empty 200 twice per page, then the page
+TIKTOK_RENAMED_TAG = "renamedlisttag"  # item_list carries its items under a renamed key
+TIKTOK_GAP_USER = "gapuser"  # 20 days without posts: creator pages there come back empty
 TIKTOK_MISSING_TAG = "nosuchtag"  # statusCode 10205 (as is any unknown tag)
 TIKTOK_LOGINWALL_TAG = "loginwalltag"  # 302 to /login
+TIKTOK_SIGNED_TAG = "signedtag"  # item lists answer only requests signed by the web app
+TIKTOK_SIGNED_SEARCH = "signed only"  # the same for a search (see fixture_platform.webapp)
+TIKTOK_SIGNED_SIZE = 10  # videos in the signed-only listings, served 4 to a page
 TIKTOK_PRIVATE_USER = "privateuser"  # statusCode 10222
 TIKTOK_MISSING_USER = "nosuchuser"  # statusCode 10221 (as is any unknown user)
 YOUTUBE_LAYOUT_TAG = "layoutchangedtag"  # ytInitialData without a known renderer
 YOUTUBE_RATELIMIT_TAG = "ratelimitedtag"  # 429 for the first 2 requests, then normal
 YOUTUBE_RATELIMIT_COUNT = 2
+YOUTUBE_VIEWMODEL_TAG = "viewmodeltag"  # continuations as continuationItemViewModel
+YOUTUBE_ONEPAGE_TAG = "onepagetag"  # one full page of 48, the continuation in an unknown shape
+YOUTUBE_RENAMED_TAG = "renamedtag"  # known grid and header, item renderers renamed
+YOUTUBE_EMPTY_TAG = "emptytag"  # the hashtag page says 0 videos
+YOUTUBE_BOTCHECK_TAG = "botchecktag"  # "Sign in to confirm you're not a bot" instead of the page
+YOUTUBE_SENTINEL_SIZES = {  # tag: (videos, page size)
+    YOUTUBE_VIEWMODEL_TAG: (12, 5),
+    YOUTUBE_ONEPAGE_TAG: (60, 48),
+    YOUTUBE_RENAMED_TAG: (3, 48),
+}
 INSTAGRAM_PLEASEWAIT_USER = "pleasewait"  # 401 "Please wait a few minutes ..."
 
 DEMO_USER = {"tiktok": "demo_creator", "youtube": "democreator", "instagram": "demo_creator"}
@@ -300,6 +317,9 @@ class Catalog:
         for platform in ("tiktok", "youtube"):
             self._build_bulk(platform)
         self._build_negative_listings()
+        self._build_youtube_sentinels()
+        self._build_signed_listings()
+        self._build_gap_user()
 
     # -- public lookups -----------------------------------------------------------------------
 
@@ -601,12 +621,32 @@ class Catalog:
             challenge_id(BULK_TAG),
         )
 
+    def _build_youtube_sentinels(self) -> None:
+        """YouTube hashtags whose pages change shape (see ``YOUTUBE_SENTINEL_SIZES``)."""
+        author = self.authors[("youtube", _AUTHOR_TABLES["youtube"][3][0])]
+        for tag, (count, size) in YOUTUBE_SENTINEL_SIZES.items():
+            rng = self._rng("sentinel", "youtube", tag)
+            ids = []
+            t = BASE_TIME - 11 * 3600
+            for k in range(count):
+                char = DISTRACTOR_KEYS[k % len(DISTRACTOR_KEYS)]
+                spec = self._spec(rng, char, "center", 0.7, "gradient", None, tag)
+                caption = f"{tag} clip {k + 1} #{tag}"
+                v = self._make_video(rng, "youtube", author, t, caption, spec, False, (tag,))
+                ids.append(v.video_id)
+                t -= 600
+            self.listings[("youtube", "tag", tag)] = Listing(
+                "youtube", "tag", tag, tuple(ids), size, tag
+            )
+
     def _build_negative_listings(self) -> None:
         """Tags whose pages exist but whose item lists fail, plus the rate-limited hashtag."""
         for platform, tag in (
             ("tiktok", TIKTOK_BLOCKED_TAG),
             ("tiktok", TIKTOK_VERIFY_TAG),
             ("tiktok", TIKTOK_CHALLENGE_TAG),
+            ("tiktok", TIKTOK_FLAKY_TAG),
+            ("tiktok", TIKTOK_RENAMED_TAG),
             ("youtube", YOUTUBE_RATELIMIT_TAG),
             ("youtube", YOUTUBE_LAYOUT_TAG),
         ):
@@ -631,6 +671,39 @@ class Catalog:
                 tag,
                 challenge_id(tag),
             )
+
+    def _build_signed_listings(self) -> None:
+        """A TikTok tag and search whose item lists need the web app's signature."""
+        rng = self._rng("signed", "tiktok")
+        author = self.authors[("tiktok", _AUTHOR_TABLES["tiktok"][3][0])]
+        ids = []
+        t = BASE_TIME - 9 * 3600
+        for k in range(TIKTOK_SIGNED_SIZE):
+            char = DISTRACTOR_KEYS[k % len(DISTRACTOR_KEYS)]
+            spec = self._spec(rng, char, "center", 0.7, "gradient", None, TIKTOK_SIGNED_TAG)
+            caption = f"signed clip {k + 1} #{TIKTOK_SIGNED_TAG}"
+            v = self._make_video(
+                rng, "tiktok", author, t, caption, spec, False, (TIKTOK_SIGNED_TAG,)
+            )
+            ids.append(v.video_id)
+            t -= 1800
+        tag, search = TIKTOK_SIGNED_TAG, TIKTOK_SIGNED_SEARCH
+        self.listings[("tiktok", "tag", tag)] = Listing(
+            "tiktok", "tag", tag, tuple(ids), 4, tag, challenge_id(tag)
+        )
+        self.listings[("tiktok", "search", search)] = Listing(
+            "tiktok", "search", search, tuple(ids), 4, search
+        )
+
+    def _build_gap_user(self) -> None:
+        """A TikTok creator with 4 recent videos, 20 days without posts, then 4 older ones."""
+        rng = self._rng("gap", "tiktok")
+        author = self._make_author(rng, "tiktok", TIKTOK_GAP_USER, "Gap Creator")
+        self._add_author(author)
+        for k in range(8):
+            t = BASE_TIME - 2 * 3600 - k * 3600 - (20 * 86400 if k >= 4 else 0)
+            spec = self._spec(rng, None, "center", 0.7, "gradient", None, TIKTOK_GAP_USER)
+            self._make_video(rng, "tiktok", author, t, f"gap clip {k + 1}", spec, False, ())
 
 
 def _is_negative_user(handle: str) -> bool:

@@ -1,8 +1,25 @@
-"""Instagram-shaped responses: the v1 REST APIs for profiles, reels and tag sections, the login
-redirects, and reel pages."""
+"""Instagram-shaped responses: the v1 REST APIs for profiles, reels and tag sections, the
+profile pages and ``/web/search/topsearch/`` (user id lookups), the login redirects, and reel
+pages.
+
+Like the live web app, POSTs from the web client (``X-IG-App-ID`` set, or an ``X-CSRFToken``
+sent) need ``X-CSRFToken`` equal to the ``csrftoken`` cookie, answers carry
+``x-ig-set-www-claim``, and a request's ``X-IG-WWW-Claim`` must be ``0`` or the claim issued to
+its session. Every Instagram request is noted in :data:`REQUEST_LOG` for tests.
+
+User id lookups by account (the rest behave normally):
+
+* :data:`TOPSEARCH_USER`: the profile page has no ``instapp:owner_user_id`` meta (as pages
+  served to some clients), topsearch finds the account.
+* :data:`PROFILE_INFO_USER`: no meta, not listed by topsearch; ``web_profile_info`` answers.
+* :data:`PROFILE_INFO_429_USER`: no meta, not listed by topsearch, ``web_profile_info`` 429.
+* ``pleasewait``: ``web_profile_info`` and ``clips/user`` answer 401 "Please wait".
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +42,7 @@ from fixture_platform.pages import (
 )
 
 SESSION_COOKIE = "sessionid"
+CSRF_COOKIE = "csrftoken"
 CURSOR_PREFIX = "QVFD"
 ROW = 3  # medias per media_grid section
 PLEASE_WAIT = {
@@ -32,13 +50,75 @@ PLEASE_WAIT = {
     "require_login": True,
     "status": "fail",
 }
+CSRF_FAIL = {"message": "CSRF token missing or incorrect", "status": "fail"}
+CLAIM_FAIL = {"message": "Invalid X-IG-WWW-Claim", "status": "fail"}
+RATE_LIMITED = {"message": "Please wait a few minutes before you try again.", "status": "fail"}
+
+TOPSEARCH_USER = "sakura.edits"
+PROFILE_INFO_USER = "mochi.fanclub"
+PROFILE_INFO_429_USER = "rina.pixel"
+_NO_OWNER_META = (TOPSEARCH_USER, PROFILE_INFO_USER, PROFILE_INFO_429_USER)
+_NOT_IN_TOPSEARCH = (PROFILE_INFO_USER, PROFILE_INFO_429_USER)
+
+REQUEST_LOG: deque[dict[str, Any]] = deque(maxlen=5000)
+_LOG_LOCK = threading.Lock()
+
+
+def _log(req: Request, status: int) -> None:
+    with _LOG_LOCK:
+        REQUEST_LOG.append(
+            {
+                "method": req.method,
+                "path": req.path,
+                "query": dict(req.query),
+                "form": req.form() if req.method == "POST" else {},
+                "status": status,
+                "app_id": req.headers.get("x-ig-app-id"),
+                "csrf_header": req.headers.get("x-csrftoken"),
+                "csrf_cookie": req.cookies.get(CSRF_COOKIE),
+                "claim": req.headers.get("x-ig-www-claim"),
+                "session": req.cookies.get(SESSION_COOKIE),
+            }
+        )
+
+
+def logged(handler: Any) -> Any:
+    """Note each request a page handler answers in :data:`REQUEST_LOG`."""
+
+    def wrapper(req: Request, *args: Any) -> Response:
+        resp = handler(req, *args)
+        _log(req, resp.status)
+        return resp
+
+    wrapper.__name__ = handler.__name__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+def issued_claim(req: Request) -> str:
+    """The ``x-ig-set-www-claim`` value this fixture hands to the request's session."""
+    return "hmac." + token("claim", req.cookies.get(SESSION_COOKIE, ""), n=40)
 
 
 def _api_headers(req: Request) -> list[tuple[str, str]]:
     return [
-        ("x-ig-set-www-claim", "hmac." + token("claim", req.cookies.get(SESSION_COOKIE, ""), n=40)),
+        ("x-ig-set-www-claim", issued_claim(req)),
         ("x-ig-origin-region", "fixture"),
     ]
+
+
+def request_failure(req: Request) -> Response | None:
+    """403 for a web-client POST whose ``X-CSRFToken`` is not its ``csrftoken`` cookie, and
+    for an ``X-IG-WWW-Claim`` that is neither ``0`` nor the claim issued to the session."""
+    claim = req.headers.get("x-ig-www-claim")
+    if claim is not None and claim not in ("0", issued_claim(req)):
+        return json_response(CLAIM_FAIL, 403, _api_headers(req))
+    web_client = "x-ig-app-id" in req.headers or "x-csrftoken" in req.headers
+    if req.method == "POST" and web_client:
+        cookie = req.cookies.get(CSRF_COOKIE, "")
+        if not cookie or req.headers.get("x-csrftoken", "") != cookie:
+            return json_response(CSRF_FAIL, 403, _api_headers(req))
+    return None
 
 
 def user_struct(a: Author, base: str) -> dict[str, Any]:
@@ -141,10 +221,16 @@ def media_struct(v: FixtureVideo, base: str) -> dict[str, Any]:
     }
 
 
+@logged
 def web_profile_info(req: Request, cat: Catalog) -> Response:
+    failed = request_failure(req)
+    if failed is not None:
+        return failed
     username = req.query.get("username", "").strip().lstrip("@")
     if username.lower() == C.INSTAGRAM_PLEASEWAIT_USER:
         return json_response(PLEASE_WAIT, 401, _api_headers(req))
+    if username.lower() == PROFILE_INFO_429_USER:
+        return json_response(RATE_LIMITED, 429, _api_headers(req))
     a = cat.author("instagram", username)
     if a is None:
         return json_response({"data": {"user": None}, "status": "ok"}, 404, _api_headers(req))
@@ -191,13 +277,19 @@ def _offset_from(max_id: str, listing: Listing) -> int | None:
     return max(0, data["o"])
 
 
+@logged
 def clips_user(req: Request, cat: Catalog) -> Response:
+    failed = request_failure(req)
+    if failed is not None:
+        return failed
     form = req.form()
     a = cat.author_by_id("instagram", form.get("target_user_id", ""))
     if a is None:
         return json_response(
             {"message": "Target user not found", "status": "fail"}, 404, _api_headers(req)
         )
+    if a.handle == C.INSTAGRAM_PLEASEWAIT_USER:
+        return json_response(PLEASE_WAIT, 401, _api_headers(req))
     listing = cat.user_listing(a)
     offset = _offset_from(form.get("max_id", ""), listing)
     if offset is None:
@@ -229,7 +321,11 @@ def login_redirect(req: Request, tag: str) -> Response:
     return redirect(f"{req.base}/accounts/login/?next={nxt}")
 
 
+@logged
 def tag_sections(req: Request, cat: Catalog, tag: str) -> Response:
+    failed = request_failure(req)
+    if failed is not None:
+        return failed
     if not req.cookies.get(SESSION_COOKIE):
         return login_redirect(req, tag)
     form = req.form()
@@ -307,3 +403,77 @@ def reel_page(req: Request, cat: Catalog, code: str) -> Response:
     head = og_video_head(v, req.base, title, "Instagram")
     body = f"<h1>{esc(v.author.handle)}</h1>\n<p>{esc(v.caption)}</p>"
     return html_response(page(title, head, body))
+
+
+def _search_user(a: Author, base: str) -> dict[str, Any]:
+    user = user_struct(a, base)
+    user.update(
+        {
+            "friendship_status": {"following": False, "is_private": False},
+            "latest_reel_media": 0,
+            "search_social_context": f"{a.followers} followers",
+            "live_broadcast_visibility": None,
+            "live_broadcast_id": None,
+        }
+    )
+    return user
+
+
+@logged
+def topsearch(req: Request, cat: Catalog) -> Response:
+    """GET ``/web/search/topsearch/?query=Q``: accounts whose username contains ``Q`` or shares
+    a word with it, most followed first (so the exact match is not always first)."""
+    failed = request_failure(req)
+    if failed is not None:
+        return failed
+    query = req.query.get("query", "").strip().lstrip("@").lower()
+    words = {w for w in query.replace("_", ".").split(".") if len(w) >= 3}
+    found = []
+    for (platform, handle), a in cat.authors.items():
+        if platform != "instagram" or handle in _NOT_IN_TOPSEARCH or not query:
+            continue
+        name = handle.lower()
+        if query in name or words & set(name.replace("_", ".").split(".")):
+            found.append(a)
+    found.sort(key=lambda a: (-a.followers, a.handle))
+    body = {
+        "users": [{"position": k, "user": _search_user(a, req.base)} for k, a in enumerate(found)],
+        "places": [],
+        "hashtags": [],
+        "has_more": False,
+        "rank_token": token("rank", query, n=36),
+        "clear_client_cache": None,
+        "status": "ok",
+    }
+    return json_response(body, 200, _api_headers(req))
+
+
+@logged
+def profile_page(req: Request, cat: Catalog, username: str) -> Response:
+    """GET ``/USERNAME/`` (and ``/USERNAME/reels/``): the profile page shell with the
+    ``instapp:owner_user_id`` meta; sets a ``csrftoken`` cookie when the request has none."""
+    failed = request_failure(req)
+    if failed is not None:
+        return failed
+    headers = list(_api_headers(req))
+    if not req.cookies.get(CSRF_COOKIE):
+        seed = token("csrf", req.headers.get("user-agent", ""), username, n=43)
+        csrf = "".join(c for c in seed if c.isalnum())[:32]
+        headers.append(("Set-Cookie", f"{CSRF_COOKIE}={csrf}; Path=/; SameSite=Lax"))
+    a = cat.author("instagram", username)
+    if a is None:
+        resp = not_found("Sorry, this page isn't available.")
+        resp.headers.extend(headers)
+        return resp
+    title = f"{a.name} (@{a.handle}) \u2022 Instagram photos and videos"
+    url = f"{req.base}/{quote(a.handle)}/"
+    metas = [
+        f'<meta property="og:title" content="{esc(title)}">',
+        f'<meta property="og:url" content="{esc(url)}">',
+        '<meta property="og:type" content="profile">',
+        f'<meta property="al:ios:url" content="instagram://user?username={esc(a.handle)}">',
+    ]
+    if a.handle not in _NO_OWNER_META:
+        metas.append(f'<meta property="instapp:owner_user_id" content="{esc(a.user_id)}">')
+    body = f"<h1>{esc(a.handle)}</h1>\n<p>{esc(a.bio)}</p>"
+    return html_response(page(title, "\n".join(metas), body), 200, headers)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
 
 from fixture_platform import catalog as C
+from fixture_platform import webapp as W
 from fixture_platform.catalog import Author, Catalog, FixtureVideo, Listing
 from fixture_platform.pages import (
     Request,
@@ -288,9 +290,9 @@ def challenge_page(seed: int) -> Response:
     cs = base64.b64encode(json.dumps(blob, separators=(",", ":")).encode()).decode().rstrip("=")
     body = (
         "<p>Please wait...</p>\n"
-        f'<div id="cs" class="{cs}"></div>\n<div id="wci" class="{WAF_COOKIE}"></div>\n'
-        f'<div id="rci" class="waforiginalreid"></div>\n'
-        f'<div id="rs" class="{token("reid", seed, n=32)}"></div>\n'
+        f'<p id="cs" class="{cs}"></p>\n<p id="wci" class="{WAF_COOKIE}"></p>\n'
+        '<p id="rci" class="waforiginalreid"></p>\n'
+        f'<p id="rs" class="{token("reid", seed, n=32)}"></p>\n'
         "<script>/* solve sha256(a + i) == c, set the cookie and reload */</script>"
     )
     return html_response(page("Please wait...", body=body))
@@ -305,6 +307,8 @@ def tag_page(req: Request, cat: Catalog, name: str) -> Response:
         return redirect(f"{req.base}/login?redirect_url={quote(req.url, safe='')}")
     if key == C.TIKTOK_CHALLENGE_TAG and not _pow_solved(req, cat.seed):
         return challenge_page(cat.seed)
+    if key == C.TIKTOK_WAFLOOP_TAG:  # a WAF that never accepts an answer
+        return challenge_page(cat.seed + 1 + len(req.cookies.get(WAF_COOKIE, "")))
     listing = _listing_tag(cat, key)
     scope: dict[str, Any] = {"webapp.app-context": _app_context(req), "seo.abtest": {}}
     if listing is None:
@@ -353,7 +357,8 @@ def tag_page(req: Request, cat: Catalog, name: str) -> Response:
         f'<meta property="al:ios:url" content="snssdk1233://challenge/detail/{cid}">\n'
         f'<meta property="og:title" content="#{esc(listing.name)} | TikTok">'
     )
-    return html_response(universal_html(f"#{listing.name} | TikTok", scope, head))
+    app = W.app_html("tag", {"challengeID": cid, "from_page": "hashtag"})
+    return html_response(universal_html(f"#{listing.name} | TikTok", scope, head, app))
 
 
 def _page_of(listing: Listing, offset: int, count: int) -> tuple[list[str], bool, int]:
@@ -371,6 +376,17 @@ def _extra() -> dict[str, Any]:
     }
 
 
+_FLAKY_HITS: dict[str, int] = {}
+_FLAKY_LOCK = threading.Lock()
+
+
+def _flaky_hit(key: str) -> int:
+    """Counts requests per flaky page (1, 2, 3, ...) for the life of the process."""
+    with _FLAKY_LOCK:
+        _FLAKY_HITS[key] = _FLAKY_HITS.get(key, 0) + 1
+        return _FLAKY_HITS[key]
+
+
 def challenge_item_list(req: Request, cat: Catalog) -> Response:
     cid = req.query.get("challengeID", "")
     listing = next(
@@ -381,6 +397,9 @@ def challenge_item_list(req: Request, cat: Catalog) -> Response:
         ),
         None,
     )
+    refused = W.refuse_unsigned(req, "tag", listing.name) if listing is not None else None
+    if refused is not None:
+        return refused
     if listing is not None and listing.name == C.TIKTOK_BLOCKED_TAG:
         return Response(200, b"", "application/json; charset=utf-8")
     if listing is not None and listing.name == C.TIKTOK_VERIFY_TAG:
@@ -395,6 +414,9 @@ def challenge_item_list(req: Request, cat: Catalog) -> Response:
         )
     offset = int_param(req.query.get("cursor"), 0, 0, 10**9)
     count = int_param(req.query.get("count"), 30, 1, MAX_COUNT["tag"])
+    flaky = listing is not None and listing.name == C.TIKTOK_FLAKY_TAG
+    if flaky and _flaky_hit(f"{cid}:{offset}") % 3:  # tries 1 and 2 of each page: empty 200
+        return Response(200, b"", "application/json; charset=utf-8")
     if listing is None:
         return json_response(
             {
@@ -407,12 +429,13 @@ def challenge_item_list(req: Request, cat: Catalog) -> Response:
             }
         )
     ids, more, end = _page_of(listing, offset, count)
+    list_key = "items" if listing.name == C.TIKTOK_RENAMED_TAG else "itemList"
     return json_response(
         {
             "statusCode": 0,
             "status_code": 0,
             "statusMsg": "",
-            "itemList": [item_struct(cat.videos[("tiktok", i)], req.base) for i in ids],
+            list_key: [item_struct(cat.videos[("tiktok", i)], req.base) for i in ids],
             "hasMore": more,
             "cursor": str(end),
             "extra": _extra(),
@@ -465,6 +488,17 @@ def user_page(req: Request, cat: Catalog, handle: str) -> Response:
     return html_response(universal_html(title, scope, head))
 
 
+DAY_MS = 86_400_000
+WEB_DEVICE_IDS = (7_250_000_000_000_000_000, 7_325_000_000_000_000_000)
+
+
+def _web_device_id(value: str | None) -> bool:
+    """False for a ``device_id`` outside the range web clients get (absent is let through)."""
+    if value is None:
+        return True
+    return value.isdigit() and WEB_DEVICE_IDS[0] <= int(value) <= WEB_DEVICE_IDS[1]
+
+
 def creator_item_list(req: Request, cat: Catalog) -> Response:
     a = cat.author_by_id("tiktok", req.query.get("secUid", ""))
     now_ms = int(time.time() * 1000)
@@ -482,10 +516,18 @@ def creator_item_list(req: Request, cat: Catalog) -> Response:
                 "extra": _extra(),
             }
         )
+    if not _web_device_id(req.query.get("device_id")):
+        return Response(200, b"", "application/json; charset=utf-8")
     listing = cat.user_listing(a)
     older = [cat.videos[("tiktok", i)] for i in listing.video_ids]
     older = [v for v in older if v.create_time * 1000 < cursor]
     page_items = older[: min(count, listing.page_size)]
+    if a.handle == C.TIKTOK_GAP_USER and older:
+        # as the live API: a page covers at most a week before the cursor, so a long break
+        # in posting gives empty pages that still claim more
+        newest_ms = cat.videos[("tiktok", listing.video_ids[0])].create_time * 1000
+        floor = min(cursor, newest_ms + 1) - 7 * DAY_MS
+        page_items = [v for v in page_items if v.create_time * 1000 >= floor]
     more = len(older) > len(page_items)
     next_cursor = page_items[-1].create_time * 1000 if page_items else cursor
     return json_response(
@@ -507,6 +549,9 @@ def search_item_full(req: Request, cat: Catalog) -> Response:
     keyword = req.query.get("keyword", "").strip()
     offset = int_param(req.query.get("offset"), 0, 0, 10**9)
     count = int_param(req.query.get("count"), 12, 1, MAX_COUNT["search"])
+    refused = W.refuse_unsigned(req, "search", keyword)
+    if refused is not None:
+        return refused
     listing = cat.search("tiktok", keyword) if keyword else None
     if listing is None:
         return json_response(

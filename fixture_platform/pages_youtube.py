@@ -1,5 +1,12 @@
 """YouTube-shaped pages: ytInitialData/ytcfg HTML for hashtags, channel Shorts tabs and search,
-the innertube continuation APIs, the channel Atom feed and Shorts video pages."""
+the innertube continuation APIs, the channel Atom feed and Shorts video pages.
+
+Continuations come as ``continuationItemRenderer`` on most listings and as the newer
+``continuationItemViewModel`` (plain, or wrapped in a ``commandExecutorCommand``) on
+``YOUTUBE_VIEWMODEL_TAG`` and on Shorts-filtered searches (``sp=EgIQCQ%3D%3D``), which list
+plain ``videoRenderer`` results with a description snippet. The sentinel hashtags of
+``catalog`` change the page's shape (renamed renderers, an unknown continuation, a bot check).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ from fixture_platform.pages import (
 CLIENT_VERSION = "2.20261120.01.00"
 BROWSE_PREFIX = "4qmFsgK"
 SEARCH_PREFIX = "EqIDEgR"
+SHORTS_FILTER = "EgIQCQ=="  # sp= / params of a Shorts-only search
+BOT_CHECK_TEXT = "Sign in to confirm you\u2019re not a bot"
 
 
 def _tp(*parts: object) -> str:
@@ -181,6 +190,11 @@ def _byline(a: Author) -> dict[str, Any]:
     }
 
 
+def description_snippet(v: FixtureVideo) -> str:
+    """The description snippet search shows under a result (not the title)."""
+    return f"New Shorts from {v.author.name} every week, follow for more! #shorts"
+
+
 def video_renderer(v: FixtureVideo, base: str) -> dict[str, Any]:
     """A ``videoRenderer`` for a Short (reelWatchEndpoint, /shorts/ URL, SHORTS overlay)."""
     secs = round(v.duration)
@@ -214,7 +228,7 @@ def video_renderer(v: FixtureVideo, base: str) -> dict[str, Any]:
         },
         "navigationEndpoint": _reel_endpoint(v, base),
         "detailedMetadataSnippets": [
-            {"snippetText": {"runs": [{"text": v.caption}]}, "maxOneLine": False}
+            {"snippetText": {"runs": [{"text": description_snippet(v)}]}, "maxOneLine": False}
         ],
         "thumbnailOverlays": [
             {
@@ -246,22 +260,48 @@ def video_renderer(v: FixtureVideo, base: str) -> dict[str, Any]:
     return out
 
 
-def _continuation(tok: str, api: str) -> dict[str, Any]:
+def _continuation(tok: str, api: str, style: str = "renderer") -> dict[str, Any]:
+    """A continuation entry. ``style``: ``renderer`` (continuationItemRenderer), ``viewmodel``
+    (continuationItemViewModel), ``executor`` (the view model's command wrapped in a
+    commandExecutorCommand) or ``unknown`` (a shape no parser knows)."""
+    command = {
+        "clickTrackingParams": _tp("cont", tok),
+        "commandMetadata": {"webCommandMetadata": {"sendPost": True, "apiUrl": api}},
+        "continuationCommand": {
+            "token": tok,
+            "request": "CONTINUATION_REQUEST_TYPE_BROWSE"
+            if api.endswith("browse")
+            else "CONTINUATION_REQUEST_TYPE_SEARCH",
+        },
+    }
+    if style == "renderer":
+        return {
+            "continuationItemRenderer": {
+                "trigger": "CONTINUATION_TRIGGER_ON_ITEM_SHOWN",
+                "continuationEndpoint": command,
+            }
+        }
+    if style == "executor":
+        signal = {"signalServiceEndpoint": {"signal": "CLIENT_SIGNAL", "actions": []}}
+        command = {"commandExecutorCommand": {"commands": [signal, command]}}
+    if style == "unknown":
+        return {"paginationItemViewModel": {"onShown": {"fetchCommand": command}}}
     return {
-        "continuationItemRenderer": {
+        "continuationItemViewModel": {
             "trigger": "CONTINUATION_TRIGGER_ON_ITEM_SHOWN",
-            "continuationEndpoint": {
-                "clickTrackingParams": _tp("cont", tok),
-                "commandMetadata": {"webCommandMetadata": {"sendPost": True, "apiUrl": api}},
-                "continuationCommand": {
-                    "token": tok,
-                    "request": "CONTINUATION_REQUEST_TYPE_BROWSE"
-                    if api.endswith("browse")
-                    else "CONTINUATION_REQUEST_TYPE_SEARCH",
-                },
-            },
+            "continuationCommand": {"innertubeCommand": command},
+            "loggingDirectives": {"trackingParams": _tp("contvm", tok)},
         }
     }
+
+
+def _continuation_style(listing: Listing, offset: int) -> str:
+    """How a browse listing serves its continuation on the page starting at ``offset``."""
+    if listing.name == C.YOUTUBE_VIEWMODEL_TAG:
+        return "viewmodel" if offset == 0 else "executor"
+    if listing.name == C.YOUTUBE_ONEPAGE_TAG:
+        return "unknown"
+    return "renderer"
 
 
 def _grid_items(
@@ -281,7 +321,9 @@ def _grid_items(
     end = offset + len(ids)
     if end < len(listing.video_ids):
         tok = encode_cursor(BROWSE_PREFIX, {"k": kind, "n": listing.name, "o": end})
-        items.append(_continuation(tok, "/youtubei/v1/browse"))
+        items.append(
+            _continuation(tok, "/youtubei/v1/browse", _continuation_style(listing, offset))
+        )
     return items
 
 
@@ -306,7 +348,11 @@ def hashtag_page(req: Request, cat: Catalog, name: str, hits: int) -> Response:
             "sending automated queries.</p>",
         )
         return Response(429, body.encode(), "text/html; charset=utf-8", [("Retry-After", "1")])
+    if key == C.YOUTUBE_BOTCHECK_TAG:
+        return bot_check_page()
     listing = cat.listing("youtube", "tag", key)
+    if key == C.YOUTUBE_EMPTY_TAG:
+        listing = Listing("youtube", "tag", key, (), 48, key)
     if listing is None:
         return not_found("This page isn't available. Sorry about that.")
     title = f"#{listing.name} - YouTube"
@@ -333,9 +379,10 @@ def hashtag_page(req: Request, cat: Catalog, name: str, hits: int) -> Response:
         content: dict[str, Any] = {"feedGridViewModelV2": {"tiles": tiles, "layout": "GRID_V2"}}
         header = {"pageHeaderViewModelV2": {"title": {"content": f"#{listing.name}"}}}
     else:
-        content = _rich_grid(
-            _grid_items(cat, listing, 0, req.base, True, "tag"), "browse-feedFEhashtag"
-        )
+        items = _grid_items(cat, listing, 0, req.base, True, "tag")
+        if key == C.YOUTUBE_RENAMED_TAG:
+            items = [_renamed(i) for i in items]
+        content = _rich_grid(items, "browse-feedFEhashtag")
     data = {
         "responseContext": _response_context(req),
         "contents": {
@@ -362,6 +409,27 @@ def hashtag_page(req: Request, cat: Catalog, name: str, hits: int) -> Response:
         },
     }
     return yt_page(req, cat.seed, title, data)
+
+
+def _renamed(entry: dict[str, Any]) -> dict[str, Any]:
+    """A grid entry whose item renderer got a new name (the container stays the same)."""
+    content = entry.get("richItemRenderer", {}).get("content")
+    if not isinstance(content, dict):
+        return entry
+    renamed = {
+        k.replace("Renderer", "RendererV2").replace("ViewModel", "ViewModelV2"): v
+        for k, v in content.items()
+    }
+    return {"richItemRenderer": {**entry["richItemRenderer"], "content": renamed}}
+
+
+def bot_check_page() -> Response:
+    """The answer to a client YouTube takes for a bot: a page without ytInitialData."""
+    body = (
+        f"<h1>{esc(BOT_CHECK_TEXT)}</h1><p>This helps protect our community.</p>"
+        '<a href="/signin">Sign in</a>'
+    )
+    return html_response(page("YouTube", body=body))
 
 
 def _channel_tabs(a: Author, content: dict[str, Any]) -> list[dict[str, Any]]:
@@ -458,11 +526,18 @@ def channel_shorts_page(req: Request, cat: Catalog, handle_or_id: str) -> Respon
     return yt_page(req, cat.seed, title, data)
 
 
-def _search_section(cat: Catalog, listing: Listing, offset: int, base: str) -> list[dict[str, Any]]:
-    """One page of search results: videoRenderers with a Shorts ``gridShelfViewModel`` inside."""
+def _search_section(
+    cat: Catalog, listing: Listing, offset: int, base: str, shorts: bool = False
+) -> list[dict[str, Any]]:
+    """One page of search results: videoRenderers with a Shorts ``gridShelfViewModel`` inside
+    (``shorts``: the Shorts filter's plain list of videoRenderers)."""
     vids = [
         cat.videos[("youtube", i)] for i in listing.video_ids[offset : offset + listing.page_size]
     ]
+    if not vids and offset == 0:
+        return [_no_results()]
+    if shorts:
+        return [{"videoRenderer": video_renderer(v, base)} for v in vids]
     n_shelf = len(vids) // 3
     plain, shelf = vids[: len(vids) - n_shelf], vids[len(vids) - n_shelf :]
     items: list[dict[str, Any]] = [{"videoRenderer": video_renderer(v, base)} for v in plain]
@@ -483,26 +558,45 @@ def _search_section(cat: Catalog, listing: Listing, offset: int, base: str) -> l
     return items
 
 
-def _search_next(listing: Listing, offset: int) -> str | None:
+def _no_results() -> dict[str, Any]:
+    return {
+        "backgroundPromoRenderer": {
+            "icon": {"iconType": "EMPTY_SEARCH"},
+            "title": {"runs": [{"text": "No results found"}]},
+            "bodyText": {"runs": [{"text": "Try different keywords or remove search filters"}]},
+        }
+    }
+
+
+def _search_next(listing: Listing, offset: int, shorts: bool = False) -> str | None:
     end = offset + listing.page_size
     if end < len(listing.video_ids):
-        return encode_cursor(SEARCH_PREFIX, {"q": listing.name, "o": end})
+        data: dict[str, Any] = {"q": listing.name, "o": end}
+        if shorts:
+            data["s"] = 1
+        return encode_cursor(SEARCH_PREFIX, data)
     return None
 
 
-def _search_data(req: Request, cat: Catalog, query: str) -> dict[str, Any]:
+def _search_continuation(tok: str, offset: int, shorts: bool) -> dict[str, Any]:
+    """Shorts-filtered results page with view-model continuations, the others with renderers."""
+    style = ("viewmodel" if offset == 0 else "executor") if shorts else "renderer"
+    return _continuation(tok, "/youtubei/v1/search", style)
+
+
+def _search_data(req: Request, cat: Catalog, query: str, shorts: bool = False) -> dict[str, Any]:
     listing = cat.search("youtube", query)
     section = [
         {
             "itemSectionRenderer": {
-                "contents": _search_section(cat, listing, 0, req.base),
+                "contents": _search_section(cat, listing, 0, req.base, shorts),
                 "trackingParams": _tp("is", query),
             }
         }
     ]
-    nxt = _search_next(listing, 0)
+    nxt = _search_next(listing, 0, shorts)
     if nxt:
-        section.append(_continuation(nxt, "/youtubei/v1/search"))
+        section.append(_search_continuation(nxt, 0, shorts))
     return {
         "responseContext": _response_context(req),
         "estimatedResults": str(len(listing.video_ids)),
@@ -526,13 +620,13 @@ def _search_data(req: Request, cat: Catalog, query: str) -> dict[str, Any]:
                             {
                                 "chipCloudChipRenderer": {
                                     "text": {"simpleText": "All"},
-                                    "isSelected": True,
+                                    "isSelected": not shorts,
                                 }
                             },
                             {
                                 "chipCloudChipRenderer": {
                                     "text": {"simpleText": "Shorts"},
-                                    "isSelected": False,
+                                    "isSelected": shorts,
                                 }
                             },
                         ]
@@ -549,7 +643,8 @@ def search_page(req: Request, cat: Catalog) -> Response:
     query = req.query.get("search_query", req.query.get("q", "")).strip()
     if not query:
         return Response(303, b"", headers=[("Location", f"{req.base}/")])
-    return yt_page(req, cat.seed, f"{query} - YouTube", _search_data(req, cat, query))
+    shorts = req.query.get("sp", "") == SHORTS_FILTER
+    return yt_page(req, cat.seed, f"{query} - YouTube", _search_data(req, cat, query, shorts))
 
 
 def _api_error(message: str, status: int = 400) -> Response:
@@ -612,17 +707,18 @@ def search_api(req: Request, cat: Catalog) -> Response:
             return _api_error("Request contains an invalid argument.")
         listing = cat.search("youtube", str(data.get("q", "")))
         offset = data["o"]
+        shorts = bool(data.get("s"))
         items: list[dict[str, Any]] = [
             {
                 "itemSectionRenderer": {
-                    "contents": _search_section(cat, listing, offset, req.base),
+                    "contents": _search_section(cat, listing, offset, req.base, shorts),
                     "trackingParams": _tp("is", listing.name, offset),
                 }
             }
         ]
-        nxt = _search_next(listing, offset)
+        nxt = _search_next(listing, offset, shorts)
         if nxt:
-            items.append(_continuation(nxt, "/youtubei/v1/search"))
+            items.append(_search_continuation(nxt, offset, shorts))
         return json_response(
             {
                 "responseContext": _response_context(req),
@@ -642,7 +738,7 @@ def search_api(req: Request, cat: Catalog) -> Response:
     query = str(body.get("query") or "").strip()
     if not query:
         return _api_error("Request contains an invalid argument.")
-    return json_response(_search_data(req, cat, query))
+    return json_response(_search_data(req, cat, query, body.get("params") == SHORTS_FILTER))
 
 
 def _iso(ts: int) -> str:

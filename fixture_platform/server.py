@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from fixture_platform import pages_instagram as IG
 from fixture_platform import pages_tiktok as TT
 from fixture_platform import pages_youtube as YT
+from fixture_platform import webapp as W
 from fixture_platform.catalog import DEMO_SEARCH, DEMO_TAG, DEMO_USER, Catalog, get_catalog
 from fixture_platform.pages import Request, Response, esc, html_response, not_found, page
 from fixture_platform.videos import make_video, poster
@@ -50,6 +51,8 @@ def _route_table() -> list[tuple[str, re.Pattern[str], Handler]]:
         ("GET", r"/api/creator/item_list/?", lambda q, s, m: TT.creator_item_list(q, s.catalog)),
         ("GET", r"/api/search/item/full/?", lambda q, s, m: TT.search_item_full(q, s.catalog)),
         ("GET", r"/login/?", lambda q, s, m: TT.login_page(q)),
+        ("GET", r"/search/video/?", lambda q, s, m: W.search_page(q, s.catalog)),
+        ("GET", r"/webapp/app\.js", lambda q, s, m: W.app_script(q, s.catalog)),
         (
             "GET",
             r"/@([^/]+)/video/(\d+)/?",
@@ -94,6 +97,7 @@ def _route_table() -> list[tuple[str, re.Pattern[str], Handler]]:
             lambda q, s, m: IG.explore_tag_page(q, s.catalog, m[1]),
         ),
         ("GET", r"/accounts/login/?", lambda q, s, m: IG.login_page(q)),
+        ("GET", r"/web/search/topsearch/?", lambda q, s, m: IG.topsearch(q, s.catalog)),
         # media
         (
             "GET",
@@ -101,6 +105,12 @@ def _route_table() -> list[tuple[str, re.Pattern[str], Handler]]:
             lambda q, s, m: s._media(q, m),
         ),
         ("GET", r"/media/avatar/([\w.-]+)\.jpg", lambda q, s, m: s._avatar(m[1])),
+        # Instagram profile pages last: /USERNAME/ would shadow the fixed paths above
+        (
+            "GET",
+            r"/([A-Za-z0-9._]{1,30})(?:/reels)?/?",
+            lambda q, s, m: IG.profile_page(q, s.catalog, m[1]),
+        ),
     ]
     return [(method, re.compile(pattern + r"\Z"), fn) for method, pattern, fn in r]
 
@@ -205,6 +215,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         req = self._request(method, length)
         fx._count(req.path)
+        fx.last_headers[req.path] = [(k.lower(), v) for k, v in self.headers.items()]
         try:
             resp = fx.handle(req)
         except Exception:  # a bug in a page: answer 500 and keep it for tests to see
@@ -288,10 +299,13 @@ class FixtureServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.requests: Counter[str] = Counter()
         self.errors: list[str] = []
+        # path -> the (name, value) headers of its latest request, as sent, names lower-cased
+        self.last_headers: dict[str, list[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self._file_locks: dict[Path, threading.Lock] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.media_blocks: dict[str, int] = {}  # platform -> status its media answers now
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -419,7 +433,22 @@ class FixtureServer:
                     tmp.replace(path)
         return path
 
+    def block_media(self, platform: str, status: int = 429) -> None:
+        """Answer every media request of ``platform`` with ``status`` (a platform-wide block,
+        as a CDN rate limit does) until :meth:`unblock_media`."""
+        with self._lock:
+            self.media_blocks[platform] = status
+
+    def unblock_media(self, platform: str) -> None:
+        with self._lock:
+            self.media_blocks.pop(platform, None)
+
     def _media(self, req: Request, m: re.Match[str]) -> Response:
+        with self._lock:
+            blocked = self.media_blocks.get(m[1])
+        if blocked is not None:
+            body = b"Too Many Requests" if blocked == 429 else b"Blocked"
+            return Response(blocked, body, "text/plain", headers=[("Retry-After", "3600")])
         path = self.media_file(m[1], m[2], m[3])
         if path is None:
             return not_found("no such media")

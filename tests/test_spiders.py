@@ -203,7 +203,7 @@ def test_recrawl_adds_no_duplicates_and_stops_on_known(full: Crawl, fixture_serv
 NEGATIVE = {
     "tiktok:hashtag:blockedtag": (ListingStatus.BLOCKED, "empty response body"),
     "tiktok:hashtag:verifytag": (ListingStatus.BLOCKED, "verify"),
-    "tiktok:hashtag:challengetag": (ListingStatus.BLOCKED, "proof-of-work"),
+    "tiktok:hashtag:wafloop": (ListingStatus.BLOCKED, "proof-of-work"),  # never accepts
     "tiktok:hashtag:nosuchtag": (ListingStatus.NOT_FOUND, "10205"),
     "tiktok:hashtag:loginwalltag": (ListingStatus.LOGIN_REQUIRED, "login"),
     "tiktok:user:nosuchuser": (ListingStatus.NOT_FOUND, "10221"),
@@ -222,6 +222,8 @@ def negative(fixture_server: Any, tmp_path_factory: pytest.TempPathFactory) -> C
     tmp = tmp_path_factory.mktemp("crawl-negative")
     cfg = make_config(tmp, fixture_server.base_url)
     cfg.platforms.instagram.cookies = {}
+    for name in ("tiktok", "youtube", "instagram"):  # each case on its own, no pause between
+        cfg.platforms.get(name).cooldown_s = 0
     keys = [*NEGATIVE, "youtube:hashtag:ratelimitedtag", "youtube:hashtag:bulk500"]
     return crawl(cfg, keys, max_items=7)
 
@@ -235,7 +237,7 @@ def test_each_negative_case_maps_to_its_status(negative: Crawl) -> None:
         if status != ListingStatus.ERROR:  # the offending body is kept as evidence
             assert run.debug_path and Path(run.debug_path).is_file(), key
             assert Path(run.debug_path).parent == negative.cfg.data_dir / "debug"
-    body = Path(negative.run("tiktok:hashtag:challengetag").debug_path).read_text(encoding="utf-8")
+    body = Path(negative.run("tiktok:hashtag:wafloop").debug_path).read_text(encoding="utf-8")
     assert 'id="wci"' in body
     assert Path(negative.run("tiktok:hashtag:blockedtag").debug_path).stat().st_size == 0
 
@@ -244,7 +246,8 @@ def test_rate_limited_page_is_retried(negative: Crawl, fixture_server: Any) -> N
     run = negative.run("youtube:hashtag:ratelimitedtag")
     assert run.status == ListingStatus.OK, run.message
     assert run.items_seen == 3
-    assert fixture_server.requests["/hashtag/ratelimitedtag"] >= 3  # two 429s, then the page
+    # two 429s, then the page (the hashtag's Shorts view)
+    assert fixture_server.requests["/hashtag/ratelimitedtag/shorts"] >= 3
 
 
 def test_max_items_caps_a_listing(negative: Crawl) -> None:

@@ -1,4 +1,5 @@
-"""Instagram parsers: v1 REST (clips/user, tags sections) and legacy/relay GraphQL listings.
+"""Instagram parsers: v1 REST (clips/user, tags sections) and legacy/relay GraphQL listings,
+plus the user id lookups (profile page meta, ``/web/search/topsearch/``, ``web_profile_info``).
 
 Pure functions from a response body to normalized items. Only videos are kept (reels:
 ``media_type`` 2 / ``is_video``); photos and carousels are skipped.
@@ -6,6 +7,8 @@ Pure functions from a response body to normalized items. Only videos are kept (r
 
 from __future__ import annotations
 
+import re
+from html import unescape
 from typing import Any
 
 from crawler.parsers.common import (
@@ -227,4 +230,78 @@ def parse_instagram_graphql(
 
 def parse_profile_user_id(data: Any) -> str | None:
     """``data.user.id`` of ``/api/v1/users/web_profile_info/``."""
-    return as_str(first(dig(data, "data", "user", "id"), dig(data, "data", "user", "pk")))
+    return _numeric(first(dig(data, "data", "user", "id"), dig(data, "data", "user", "pk")))
+
+
+# -- user id lookups -------------------------------------------------------------------------
+
+USER_ID_PREFIX = "id:"
+OWNER_META = "instapp:owner_user_id"
+_NUMERIC_RE = re.compile(r"\d{1,25}")
+_META_RE = re.compile(r"<meta\b[^>]*>", re.IGNORECASE)
+_ATTR_RE = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+_PAGE_ID_RES = (
+    re.compile(r'"profile_id"\s*:\s*"(\d{1,25})"'),
+    re.compile(r'"owner_user_id"\s*:\s*"(\d{1,25})"'),
+)
+
+
+def _numeric(value: Any) -> str | None:
+    text = as_str(value)
+    return text if text and _NUMERIC_RE.fullmatch(text) else None
+
+
+def is_id_target(target: str) -> bool:
+    """Whether a user target is given as ``id:NNN`` rather than a username."""
+    return target[: len(USER_ID_PREFIX)].lower() == USER_ID_PREFIX
+
+
+def user_id_from_target(target: str) -> str | None:
+    """The numeric user id of an ``id:NNN`` target; None for usernames and malformed ids."""
+    if not is_id_target(target):
+        return None
+    return _numeric(target[len(USER_ID_PREFIX) :])
+
+
+def parse_profile_page_user_id(html: str | bytes) -> str | None:
+    """The user id of a profile page (``/USERNAME/``).
+
+    The ``<meta property="instapp:owner_user_id" content="NNN">`` tag first, then the
+    ``"profile_id":"NNN"`` / ``"owner_user_id":"NNN"`` values of the embedded page data.
+    """
+    text = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
+    for tag in _META_RE.findall(text):
+        attrs = {
+            m[1].lower(): unescape(first(m[2], m[3], m[4]) or "") for m in _ATTR_RE.finditer(tag)
+        }
+        if OWNER_META in (attrs.get("property"), attrs.get("name")):
+            found = _numeric(attrs.get("content"))
+            if found:
+                return found
+    for pattern in _PAGE_ID_RES:
+        m = pattern.search(text)
+        if m:
+            return m[1]
+    return None
+
+
+def parse_topsearch_user_id(data: Any, username: str) -> str | None:
+    """The ``pk`` of the ``users[].user`` whose username is ``username`` (case-insensitive)
+    in a ``/web/search/topsearch/`` answer; None when no listed user matches exactly."""
+    users = dig(data, "users")
+    if not isinstance(users, list):
+        return None
+    wanted = username.strip().lstrip("@").lower()
+    for entry in users:
+        user = first(dig(entry, "user"), entry)
+        name = as_str(dig(user, "username"))
+        if name and name.lower() == wanted:
+            found = _numeric(first(dig(user, "pk"), dig(user, "pk_id"), dig(user, "id")))
+            if found:
+                return found
+    return None
+
+
+def is_topsearch(data: Any) -> bool:
+    """Whether a body has the shape of a topsearch answer (a ``users`` list)."""
+    return isinstance(dig(data, "users"), list)

@@ -231,6 +231,55 @@ def _items(
     return out
 
 
+LIST_KEYS = ("itemList", "item_list", "aweme_list")
+
+
+def _looks_like_items(value: Any) -> bool:
+    """A non-empty list whose entries look like video items (an id plus caption/time/video)."""
+    if not isinstance(value, list) or not value:
+        return False
+    head = [x for x in value[:5] if isinstance(x, dict)]
+    return bool(head) and all(
+        ("id" in x or "aweme_id" in x)
+        and any(k in x for k in ("desc", "createTime", "create_time", "video"))
+        for x in head
+    )
+
+
+def item_like_keys(data: Any) -> list[str]:
+    """Keys (``a`` or ``a.b``) outside the known list keys that hold lists of video items.
+
+    Items under such a key mean the response changed its layout (e.g. ``itemList`` renamed),
+    not that the listing is empty.
+    """
+    found: list[str] = []
+    if not isinstance(data, dict):
+        return found
+    for key, value in data.items():
+        if key in LIST_KEYS:
+            continue
+        if _looks_like_items(value):
+            found.append(str(key))
+        elif isinstance(value, dict):
+            found += [f"{key}.{k}" for k, v in value.items() if _looks_like_items(v)]
+    return found
+
+
+def scope_video_count(scope: Any) -> int | None:
+    """The video count a tag or user page states (``stats``/``statsV2.videoCount``), if any."""
+    for path in (
+        ("webapp.challenge-detail", "challengeInfo", "statsV2", "videoCount"),
+        ("webapp.challenge-detail", "challengeInfo", "stats", "videoCount"),
+        ("webapp.challenge-detail", "challengeInfo", "challenge", "stats", "videoCount"),
+        ("webapp.user-detail", "userInfo", "statsV2", "videoCount"),
+        ("webapp.user-detail", "userInfo", "stats", "videoCount"),
+    ):
+        count = parse_count(dig(scope, *path))
+        if count is not None:
+            return count
+    return None
+
+
 def parse_tiktok_item_list(
     data: Any, listing: str | None = None, *, base_url: str = DEFAULT_BASE_URL
 ) -> Page:
@@ -238,15 +287,18 @@ def parse_tiktok_item_list(
 
     Paging: ``hasMore`` + ``cursor`` (offset; challenge/search), or ``hasMorePrevious`` with
     the next cursor = ``itemList[-1].createTime * 1000`` (creator). ``extra`` holds
-    ``statusCode`` and ``has_more``.
+    ``statusCode``, ``has_more``, ``list_key`` (the item-list key present, or None) and
+    ``item_like_keys`` (see :func:`item_like_keys`).
     """
     if not isinstance(data, dict):
         return Page()
     raw_items = first(data.get("itemList"), data.get("item_list"), data.get("aweme_list"))
-    list_key = any(k in data for k in ("itemList", "item_list", "aweme_list"))
+    present = next((k for k in LIST_KEYS if k in data), None)
+    list_key = present is not None
     code = first(data.get("statusCode"), data.get("status_code"))
     paging_keys = ("hasMore", "has_more", "hasMorePrevious", "cursor")
-    recognized = list_key or (code == 0 and any(k in data for k in paging_keys))
+    strays = item_like_keys(data)
+    recognized = list_key or (code == 0 and any(k in data for k in paging_keys) and not strays)
     items = _items(raw_items, listing, base_url)
     next_token: str | None = None
     has_more: bool | None = None
@@ -267,7 +319,12 @@ def parse_tiktok_item_list(
         items=items,
         next_token=next_token,
         recognized=recognized,
-        extra={"statusCode": code, "has_more": has_more},
+        extra={
+            "statusCode": code,
+            "has_more": has_more,
+            "list_key": present,
+            "item_like_keys": strays,
+        },
     )
 
 

@@ -5,7 +5,12 @@ hashtag pages, channel Shorts tabs and search results: ``shortsLockupViewModel``
 2024), ``reelItemRenderer`` (older Shorts), ``videoRenderer``, ``lockupViewModel`` and
 ``gridVideoRenderer``, inside ``richItemRenderer``, ``richSectionRenderer``,
 ``itemSectionRenderer``, ``gridShelfViewModel``, ``reelShelfRenderer`` and ``shelfRenderer``
-containers.
+containers. Continuation tokens come from ``continuationItemRenderer`` or the newer
+``continuationItemViewModel`` (also when wrapped in a ``commandExecutorCommand``).
+
+Entries of kinds the parser does not know are counted in ``Page.extra["unknown_kinds"]`` and the
+texts of "no results" style messages kept in ``Page.extra["messages"]``, so that a spider can
+tell a changed layout from a listing that is really empty.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from crawler.parsers.common import (
     iso_to_dt,
     join_base,
     make_item,
+    merge_hashtags,
     parse_count,
     parse_duration,
 )
@@ -35,6 +41,18 @@ _INITIAL_DATA_RE = re.compile(
     r"(?:window\s*\[\s*[\"']ytInitialData[\"']\s*\]|\bytInitialData)\s*=\s*"
 )
 _YTCFG_RE = re.compile(r"ytcfg\.set\s*\(\s*")
+_BOT_CHECK_RE = re.compile(
+    r"confirm you(?:'|\u2019|&#39;)?re not a bot|unusual traffic from your computer network",
+    re.IGNORECASE,
+)
+_VIDEO_COUNT_RE = re.compile(r"(\d[\d,.\u00a0\u202f ]*\s*[KMB]?|\bno)\s+videos?\b", re.IGNORECASE)
+
+# the ``sp``/``params`` filter of a Shorts-only search ("Type: Shorts")
+SHORTS_SEARCH_PARAMS = "EgIQCQ=="
+
+# the key under which an item's ``raw`` keeps a search result's description snippet (the
+# caption is the title alone)
+DESCRIPTION_SNIPPET_KEY = "descriptionSnippetText"
 
 # item renderers -> converter name (filled at the end of the module)
 _ITEM_KEYS = (
@@ -43,6 +61,33 @@ _ITEM_KEYS = (
     "videoRenderer",
     "lockupViewModel",
     "gridVideoRenderer",
+)
+_CONTINUATION_KEYS = ("continuationItemRenderer", "continuationItemViewModel")
+# entries that are not videos and are skipped on purpose (not a sign of a changed layout)
+_SKIPPED_KINDS = frozenset(
+    {
+        "adSlotRenderer",
+        "backgroundPromoRenderer",
+        "channelRenderer",
+        "channelVideoPlayerRenderer",
+        "chipCloudRenderer",
+        "didYouMeanRenderer",
+        "feedFilterChipBarRenderer",
+        "gridChannelRenderer",
+        "gridPlaylistRenderer",
+        "hashtagTileRenderer",
+        "horizontalCardListRenderer",
+        "includingResultsForRenderer",
+        "messageRenderer",
+        "movieRenderer",
+        "playlistRenderer",
+        "promotedSparklesWebRenderer",
+        "radioRenderer",
+        "searchPyvRenderer",
+        "shelfRenderer",
+        "showingResultsForRenderer",
+        "universalWatchCardRenderer",
+    }
 )
 
 
@@ -124,22 +169,45 @@ def _handle_from_url(url: Any) -> str | None:
     return m.group(1) if m else None
 
 
-def continuation_token(renderer: Any) -> str | None:
-    """The token of a ``continuationItemRenderer`` (all known variants)."""
-    if not isinstance(renderer, dict):
+def _command_token(command: Any, depth: int = 0) -> str | None:
+    """The token of a command: ``continuationCommand``, possibly inside an ``innertubeCommand``
+    or the ``commands`` of a ``commandExecutorCommand``."""
+    if not isinstance(command, dict) or depth > 4:
         return None
-    ep = renderer.get("continuationEndpoint") or {}
-    token = dig(ep, "continuationCommand", "token")
+    token = as_str(dig(command, "continuationCommand", "token"))
     if token:
         return token
-    for cmd in dig(ep, "commandExecutorCommand", "commands", default=[]):
-        token = dig(cmd, "continuationCommand", "token")
+    for key in ("innertubeCommand", "continuationCommand"):
+        token = _command_token(command.get(key), depth + 1)
         if token:
             return token
-    token = dig(renderer, "button", "buttonRenderer", "command", "continuationCommand", "token")
-    if token:
-        return token
-    return dig(renderer, "continuationCommand", "innertubeCommand", "continuationCommand", "token")
+    commands = dig(command, "commandExecutorCommand", "commands")
+    for cmd in commands if isinstance(commands, list) else []:
+        token = _command_token(cmd, depth + 1)
+        if token:
+            return token
+    return None
+
+
+def continuation_token(renderer: Any) -> str | None:
+    """The token of a ``continuationItemRenderer`` or ``continuationItemViewModel``.
+
+    Renderer: ``continuationEndpoint`` (or ``button.buttonRenderer.command``) holding a
+    ``continuationCommand`` or a ``commandExecutorCommand``. View model:
+    ``continuationCommand.innertubeCommand.continuationCommand.token``, the innertube command
+    possibly a ``commandExecutorCommand`` whose ``commands`` hold the continuation.
+    """
+    if not isinstance(renderer, dict):
+        return None
+    for command in (
+        renderer.get("continuationEndpoint"),
+        dig(renderer, "button", "buttonRenderer", "command"),
+        renderer,
+    ):
+        token = _command_token(command)
+        if token:
+            return token
+    return None
 
 
 class _Walk:
@@ -152,6 +220,8 @@ class _Walk:
         self.items: list[dict[str, Any]] = []
         self.token: str | None = None
         self.seen: set[str] = set()
+        self.unknown: dict[str, int] = {}
+        self.messages: list[str] = []
 
     def entries(self, entries: Any, *, shelves: bool = True) -> None:
         if not isinstance(entries, list):
@@ -181,8 +251,22 @@ class _Walk:
                 for inner in ("horizontalListRenderer", "verticalListRenderer", "gridRenderer"):
                     self.entries(dig(content, inner, "items"))
                 self.entries(dig(content, "expandedShelfContentsRenderer", "items"))
-            elif key == "continuationItemRenderer":
+            elif key in _CONTINUATION_KEYS:
                 self.token = continuation_token(value) or self.token
+            elif key in ("messageRenderer", "backgroundPromoRenderer"):
+                self.message(value)
+            elif key == "shelfRenderer" or key in _SKIPPED_KINDS:
+                continue
+            elif "Renderer" in key or "ViewModel" in key:
+                self.unknown[key] = self.unknown.get(key, 0) + 1
+
+    def message(self, renderer: Any) -> None:
+        if not isinstance(renderer, dict):
+            return
+        parts = [text_of(renderer.get(k)) for k in ("title", "text", "bodyText", "subtext")]
+        text = " ".join(p for p in parts if p)
+        if text:
+            self.messages.append(text)
 
     def add(self, key: str, renderer: Any) -> None:
         if not isinstance(renderer, dict):
@@ -278,7 +362,69 @@ def parse_youtube_page(
             if token:
                 walk.token = token
 
-    return Page(items=walk.items, next_token=walk.token, recognized=recognized)
+    extra: dict[str, Any] = {}
+    if walk.unknown:
+        extra["unknown_kinds"] = dict(walk.unknown)
+    if walk.messages:
+        extra["messages"] = list(walk.messages)
+    return Page(items=walk.items, next_token=walk.token, recognized=recognized, extra=extra)
+
+
+def _texts(obj: Any, depth: int = 0) -> list[str]:
+    """Every display text under ``obj`` (strings, and joined ``runs``)."""
+    if depth > 12:
+        return []
+    if isinstance(obj, str):
+        return [obj]
+    out: list[str] = []
+    if isinstance(obj, dict):
+        if isinstance(obj.get("runs"), list):
+            joined = text_of(obj)
+            if joined:
+                out.append(joined)
+        for key, value in obj.items():
+            if key not in ("runs", "trackingParams", "clickTrackingParams", "url"):
+                out.extend(_texts(value, depth + 1))
+    elif isinstance(obj, list):
+        for value in obj:
+            out.extend(_texts(value, depth + 1))
+    return out
+
+
+def header_video_count(data: Any) -> int | None:
+    """The video count a page's header states ("1.2K videos · 300 channels"), or None.
+
+    Read from any text under ``header``, so a renamed header renderer still counts.
+    """
+    header = data.get("header") if isinstance(data, dict) else None
+    for text in _texts(header):
+        m = _VIDEO_COUNT_RE.search(text)
+        if m:
+            number = m.group(1).strip()
+            return 0 if number.lower() == "no" else parse_count(number)
+    return None
+
+
+def page_title(data: Any) -> str | None:
+    """The page's own title (``microformat``/``metadata``), or None."""
+    for path in (
+        ("microformat", "microformatDataRenderer", "title"),
+        ("metadata", "channelMetadataRenderer", "title"),
+    ):
+        title = as_str(dig(data, *path))
+        if title:
+            return title
+    return None
+
+
+def bot_check_text(html: Any) -> str | None:
+    """The "Sign in to confirm you're not a bot" / "unusual traffic" text of a page, or None."""
+    if isinstance(html, bytes):
+        html = html.decode("utf-8", "replace")
+    if not isinstance(html, str):
+        return None
+    m = _BOT_CHECK_RE.search(html[:500_000])
+    return m.group(0) if m else None
 
 
 def youtube_alerts(data: Any) -> list[str]:
@@ -397,11 +543,11 @@ def _from_video_renderer(r: dict[str, Any], listing: str | None, base_url: str) 
     overlays = r.get("thumbnailOverlays") if isinstance(r.get("thumbnailOverlays"), list) else []
     styles = [dig(o, "thumbnailOverlayTimeStatusRenderer", "style") for o in overlays]
     short = _is_short_nav(r.get("navigationEndpoint")) or "SHORTS" in styles
-    title = text_of(r.get("title"))
+    caption = text_of(r.get("title"))
     snippet = text_of(r.get("descriptionSnippet")) or text_of(
         dig(r, "detailedMetadataSnippets", 0, "snippetText")
     )
-    caption = "\n".join(x for x in (title, snippet) if x) or None
+    raw = {**r, DESCRIPTION_SNIPPET_KEY: snippet} if snippet else r
     author, _ = _byline(r)
     duration = parse_duration(first(r.get("lengthSeconds"), text_of(r.get("lengthText"))))
     if duration is None:
@@ -418,12 +564,12 @@ def _from_video_renderer(r: dict[str, Any], listing: str | None, base_url: str) 
         url=_url(base_url, video_id, short),
         author=author,
         caption=caption,
-        hashtags=hashtags_from_text(caption),
+        hashtags=merge_hashtags(hashtags_from_text(caption), hashtags_from_text(snippet)),
         view_count=views,
         duration_s=duration,
         thumbnail_url=_best_thumb(dig(r, "thumbnail", "thumbnails")),
         listing=listing,
-        raw=r,
+        raw=raw,
     )
 
 
@@ -514,7 +660,7 @@ def parse_youtube_rss(
         href = link.get("href", "") if link is not None else ""
         title = entry.findtext("atom:title", default=None, namespaces=_NS)
         desc = entry.findtext("media:group/media:description", default=None, namespaces=_NS)
-        caption = "\n".join(x for x in (title, desc) if x) or None
+        caption = as_str(title)
         author = entry.findtext("atom:author/atom:name", default=None, namespaces=_NS)
         author_uri = entry.findtext("atom:author/atom:uri", default=None, namespaces=_NS)
         thumb = entry.find("media:group/media:thumbnail", _NS)
@@ -541,7 +687,7 @@ def parse_youtube_rss(
                 url=_url(base_url, video_id, "/shorts/" in href or "/watch" not in href),
                 author=_handle_from_url(author_uri) or as_str(author) or as_str(feed_author),
                 caption=caption,
-                hashtags=hashtags_from_text(caption),
+                hashtags=merge_hashtags(hashtags_from_text(caption), hashtags_from_text(desc)),
                 posted_at=iso_to_dt(raw["published"]),
                 view_count=parse_count(raw["views"]),
                 like_count=parse_count(raw["starRatingCount"]),
