@@ -12,6 +12,7 @@ passed in; no other module reads the environment.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import tomllib
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from charwatch.errors import UsageError
+from charwatch.platforms import BY_NAME, PLATFORMS
 
 ENV_PREFIX = "CHARWATCH_"
 ENV_CONFIG = "CHARWATCH_CONFIG"
@@ -93,42 +95,23 @@ class PlatformConfig:
         return mode
 
 
+def platform_defaults(name: str) -> PlatformConfig:
+    """A platform's config as its description (``charwatch.platforms``) sets it."""
+    desc = BY_NAME[name]
+    return PlatformConfig(base_url=desc.base_url, **copy.deepcopy(desc.defaults))
+
+
 @dataclass
 class PlatformsConfig:
-    # Defaults are what works on the live sites today (see the README's "Live platforms").
-    tiktok: PlatformConfig = field(
-        default_factory=lambda: PlatformConfig(
-            base_url="https://www.tiktok.com",
-            impersonate="chrome",
-            fetch={"hashtag": "browser", "search": "browser", "user": "http"},
-            sleep_interval=2.0,
-        )
-    )
-    youtube: PlatformConfig = field(
-        default_factory=lambda: PlatformConfig(
-            base_url="https://www.youtube.com",
-            sleep_interval=5.0,
-            sleep_requests=0.75,
-            max_downloads_per_hour=250,
-        )
-    )
-    instagram: PlatformConfig = field(
-        default_factory=lambda: PlatformConfig(
-            base_url="https://www.instagram.com",
-            impersonate="chrome",
-            download_delay=6.0,
-            concurrency=1,
-            sleep_interval=6.0,
-        )
-    )
+    # one field per described platform; defaults are what works on the live sites today
+    tiktok: PlatformConfig = field(default_factory=lambda: platform_defaults("tiktok"))
+    youtube: PlatformConfig = field(default_factory=lambda: platform_defaults("youtube"))
+    instagram: PlatformConfig = field(default_factory=lambda: platform_defaults("instagram"))
 
     def get(self, name: str) -> PlatformConfig:
         if name not in PLATFORMS:
             raise ConfigError(f"unknown platform {name!r} (known: {', '.join(PLATFORMS)})")
         return getattr(self, name)
-
-
-PLATFORMS = ("tiktok", "youtube", "instagram")
 
 
 @dataclass

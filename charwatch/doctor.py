@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from charwatch.config import PLATFORMS, Config, PlatformConfig
+from charwatch.platforms import DESCRIPTIONS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1 << 30
@@ -35,11 +36,7 @@ DISK_FAIL_BYTES = 1 * GIB
 PROXY_TIMEOUT_S = 3.0
 EXE_TIMEOUT_S = 30.0
 # cookies that carry a login; without them a cookies file only makes requests look anonymous
-LOGIN_COOKIES = {
-    "tiktok": ("sessionid", "sessionid_ss", "sid_tt"),
-    "youtube": ("SID", "__Secure-1PSID", "__Secure-3PSID", "LOGIN_INFO"),
-    "instagram": ("sessionid",),
-}
+LOGIN_COOKIES = {p.name: p.login_cookies for p in DESCRIPTIONS}
 _PROXY_PORTS = {"http": 80, "https": 443} | dict.fromkeys(
     ("socks4", "socks4a", "socks5", "socks5h"), 1080
 )

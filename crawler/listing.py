@@ -6,15 +6,12 @@ import re
 from dataclasses import dataclass
 
 from charwatch.config import PLATFORMS, ConfigError
+from charwatch.platforms import DESCRIPTIONS
 
 KINDS = ("hashtag", "user", "search", "rss")
 
 # kinds each platform's spider can crawl (others give a clear "not supported" status)
-SUPPORTED: dict[str, tuple[str, ...]] = {
-    "tiktok": ("hashtag", "user", "search"),
-    "youtube": ("hashtag", "user", "search", "rss"),
-    "instagram": ("hashtag", "user"),
-}
+SUPPORTED: dict[str, tuple[str, ...]] = {p.name: p.kinds for p in DESCRIPTIONS}
 
 
 def normalize_target(platform: str, kind: str, target: str) -> str:

@@ -176,13 +176,13 @@ def run_crawl(
 
 
 def spider_class(platform: str) -> type:
-    """The spider class of a platform."""
-    from crawler.spiders.instagram import InstagramSpider
-    from crawler.spiders.tiktok import TiktokSpider
-    from crawler.spiders.youtube import YoutubeSpider
+    """The spider class of a platform, found by name through Scrapy's spider loader."""
+    from scrapy.settings import Settings
+    from scrapy.spiderloader import SpiderLoader
 
-    classes = {"tiktok": TiktokSpider, "youtube": YoutubeSpider, "instagram": InstagramSpider}
-    return classes[platform]
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    return SpiderLoader.from_settings(settings).load(platform)
 
 
 # listing outcomes that concern the whole platform: it is paused for its cool-down

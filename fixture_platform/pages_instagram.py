@@ -108,13 +108,13 @@ def _api_headers(req: Request) -> list[tuple[str, str]]:
 
 
 def request_failure(req: Request) -> Response | None:
-    """403 for a web-client POST whose ``X-CSRFToken`` is not its ``csrftoken`` cookie, and
-    for an ``X-IG-WWW-Claim`` that is neither ``0`` nor the claim issued to the session."""
+    """403 for a POST whose ``X-CSRFToken`` is not its ``csrftoken`` cookie (as the live site
+    does), and for an ``X-IG-WWW-Claim`` that is neither ``0`` nor the claim issued to the
+    session."""
     claim = req.headers.get("x-ig-www-claim")
     if claim is not None and claim not in ("0", issued_claim(req)):
         return json_response(CLAIM_FAIL, 403, _api_headers(req))
-    web_client = "x-ig-app-id" in req.headers or "x-csrftoken" in req.headers
-    if req.method == "POST" and web_client:
+    if req.method == "POST":
         cookie = req.cookies.get(CSRF_COOKIE, "")
         if not cookie or req.headers.get("x-csrftoken", "") != cookie:
             return json_response(CSRF_FAIL, 403, _api_headers(req))

@@ -24,10 +24,10 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from charwatch.config import PLATFORMS
+from charwatch.platforms import display_name
 from reports.data import fmt_time, iso_time, resolve_path
 
 TEMPLATES = Path(__file__).with_name("templates")
-PLATFORM_NAMES = {"tiktok": "TikTok", "youtube": "YouTube Shorts", "instagram": "Instagram Reels"}
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 MAX_TEXT = 400  # characters of one signal value shown on a card
 
@@ -46,7 +46,7 @@ def make_env() -> jinja2.Environment:
 
 
 def platform_name(p: Any) -> str:
-    return PLATFORM_NAMES.get(str(p), str(p))
+    return display_name(str(p))
 
 
 def script_hash(env: jinja2.Environment, name: str) -> str:

@@ -76,3 +76,20 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) ->
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config("/nonexistent/charwatch.toml", environ={})
+
+
+def test_every_described_platform_has_its_config_and_spider() -> None:
+    """One description per platform: config fields, listing kinds and spiders follow it."""
+    import dataclasses
+
+    from charwatch.config import PlatformsConfig
+    from charwatch.platforms import DESCRIPTIONS
+    from crawler.listing import SUPPORTED
+    from crawler.run import spider_class
+
+    names = [p.name for p in DESCRIPTIONS]
+    assert [f.name for f in dataclasses.fields(PlatformsConfig)] == names
+    assert list(SUPPORTED) == names
+    for desc in DESCRIPTIONS:
+        assert spider_class(desc.name).platform == desc.name
+        assert PlatformsConfig().get(desc.name).base_url == desc.base_url

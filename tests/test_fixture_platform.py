@@ -36,7 +36,12 @@ from fixture_platform.characters import (
 from fixture_platform.server import FixtureServer
 from fixture_platform.videos import VideoSpec, make_video, render_frame
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Instagram POSTs carry X-CSRFToken equal to the csrftoken cookie
+FORM = {
+    "Content-Type": "application/x-www-form-urlencoded",
+    "X-CSRFToken": "abc",
+    "Cookie": "csrftoken=abc",
+}
 JSON_CT = {"Content-Type": "application/json"}
 SESSION = {"Cookie": "sessionid=test-session; csrftoken=abc"}
 
