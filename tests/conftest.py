@@ -86,6 +86,24 @@ def local_http_server(handler: Any) -> Iterator[str]:
         srv.server_close()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (skipped when not installed)."""
+    from storage import pgserver
+
+    if not pgserver.available():
+        pytest.skip("PostgreSQL not installed (Debian package `postgresql`; .ci/run installs it)")
+    with pgserver.TempPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def pg_url(postgres: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's PostgreSQL server; its SQLAlchemy URL."""
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    return postgres.create_database(name)
+
+
 def charwatch_exe() -> list[str]:
     exe = Path(sys.executable).with_name("charwatch")
     if exe.exists():
