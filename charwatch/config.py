@@ -40,12 +40,33 @@ class ConfigError(UsageError):
 
 @dataclass
 class StorageConfig:
+    """Where things are kept.
+
+    ``data_dir`` is a local folder (the default), a shared mount every machine reaches, or an
+    object store URL (``s3://bucket/prefix``, with ``s3_endpoint_url`` for any S3-compatible
+    server). With a URL, media and frames go to the object store and the local files a process
+    needs (caches, logs, indexes, the SQLite database if used) to ``work_dir``.
+    """
+
     url: str = ""  # empty: sqlite:///<data_dir>/charwatch.db
     data_dir: str = "data"
+    work_dir: str = ""  # local folder when data_dir is a URL; empty: ./charwatch-work
+    s3_endpoint_url: str = ""
+
+    @property
+    def objects_remote(self) -> bool:
+        return "://" in self.data_dir and not self.data_dir.startswith("file://")
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        """The local folder: ``data_dir`` itself, or ``work_dir`` when that is a URL."""
+        if self.objects_remote:
+            return Path(self.work_dir or "charwatch-work")
+        return Path(self.data_dir.removeprefix("file://"))
+
+    @property
+    def objects_options(self) -> dict[str, str]:
+        return {"endpoint_url": self.s3_endpoint_url} if self.s3_endpoint_url else {}
 
     @property
     def database_url(self) -> str:
