@@ -13,16 +13,20 @@ and up to 16 frames, a video brings up to 352 vectors, so sizes are counted in v
   vectors (1 byte per dimension, 1.3 KB per 1280-d vector), ``nlist`` = 4 x sqrt(n) lists (at
   most n / 39, FAISS's minimum of training points per list), trained on a random sample of
   up to 64 x nlist stored vectors (at most 262,144); ``nprobe`` = nlist / 16 (8 to 256).
-* ``ivfpq`` from 2,000,000 vectors: the same IVF with product-quantised codes (64 sub-vectors
-  of 8 bits: 64 bytes per vector, so 10 million vectors take about 0.7 GB). PQ scores are
-  coarse, so a search given the store fetches 4 x k candidates and re-ranks them by their
-  exact stored vectors.
+* ``ivfpq`` from 2,000,000 vectors: sharded and on disk (:mod:`index.shards`). IVF with
+  product-quantised codes (64 sub-vectors of 8 bits: 64 bytes per vector, so a billion take
+  about 72 GB with their ids), trained once on a sample of up to 2,000,000 shard vectors; each
+  shard is encoded with it and the encoded shards are merged into memory-mapped on-disk
+  inverted lists. PQ scores are coarse, so a search fetches 4 x k candidates and re-ranks them
+  by their exact vectors, read from the shards.
 * ``hnsw`` (HNSW32 on full vectors) only when asked for: fast queries and no training, but
   the most memory per vector and no deletions (a deletion makes it rebuild).
 
 An IVF index is retrained (rebuilt from the store) when it has grown to ``RETRAIN_GROWTH`` = 4
 times the vectors it was trained on, so ``nlist`` follows sqrt(n), and when it crosses into
-the next kind. The archive proposes candidates for the real matcher, so approximate search
+the next kind; the sharded IVF-PQ index only while its training sample was smaller than the
+full ``TRAIN_MAX`` (after that it is trained once, until ``charwatch archive rebuild``).
+The archive proposes candidates for the real matcher, so approximate search
 (IVF recall, quantised scores) costs at most some recall, never a wrong flag.
 
 Adding is incremental: the sidecar keeps a high-water mark (the largest ``Embedding.id``
@@ -35,8 +39,14 @@ recall, never cause a wrong flag.) Only rows whose ``model_id`` is the index's
 embedder id are ever added: vectors of two models are never mixed; each embedder has its
 own archive, and :func:`archive_status` says how many frames lack vectors of the current one.
 
+Every update first writes the rows stored since the last one into a new shard (:mod:`index.shards`),
+whatever the kind: the shards are where the vectors live outside the database, what the
+retroactive scan searches shard by shard, and what :func:`index.shards.prune_db_vectors` lets
+the database drop.
+
 Files under ``<data_dir>/indexes/archive/``: ``<slug>-<generation>.faiss`` (the serialised
-index) and ``<slug>.json`` (the sidecar, written last, with the data file's SHA-256). Each is
+index; none for ``ivfpq``, whose files are the shards') and ``<slug>.json`` (the sidecar,
+written last, with the data file's SHA-256); the shards under ``<slug>/``. Each is
 written to a temporary file, fsynced and renamed into place; the previous generation's data
 file is removed only after the new sidecar is in place. A crash at any point leaves a
 sidecar that names an intact data file, or one whose checksum does not match, which makes
@@ -63,6 +73,15 @@ from sqlalchemy import distinct, func, select
 
 from charwatch.config import Config
 from index.refindex import atomic_write, cleanup_superseded, embedder_slug, index_dir
+from index.shards import (
+    TRAIN_MAX,
+    ShardError,
+    ShardStore,
+    drop_shards,
+    locked,
+    prune_db_vectors,
+    shard_dir,
+)
 from storage.db import Store
 from storage.models import Embedding, Frame, Video
 
@@ -164,6 +183,8 @@ class ArchiveIndex:
     generation: int = 0
     dirty: bool = False
     rebuilt: str = ""  # why the last load rebuilt, if it did
+    pruned: int = 0  # database vector copies emptied by the last prune
+    _shards: ShardStore | None = field(default=None, repr=False)
 
     # -- creating and loading -------------------------------------------------------------
 
@@ -234,15 +255,24 @@ class ArchiveIndex:
             raise ArchiveError(f"sidecar belongs to embedder {side.get('embedder_id')!r}")
         if int(side.get("dim", -1)) != int(dim):
             raise ArchiveError(f"sidecar has dimension {side.get('dim')}, embedder makes {dim}")
-        data_path = archive_dir(cfg) / side["data_file"]
-        data = data_path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != side["data_sha256"]:
-            raise ArchiveError(f"data file {data_path.name} does not match its checksum")
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-        if index.ntotal != side["ntotal"] or index.d != dim:
-            raise ArchiveError(
-                f"data file holds {index.ntotal} x {index.d}, sidecar says otherwise"
-            )
+        shards = None
+        if side["kind"] == "ivfpq":
+            shards = ShardStore.open(cfg, embedder_id, dim)
+            if not shards.merge_current() or shards.damaged:
+                raise ArchiveError("the merged on-disk index does not hold every shard")
+            index = shards.open_merged()
+            if index is None or shards.live != side["ntotal"]:
+                raise ArchiveError("the shards hold another number of vectors than the sidecar")
+        else:
+            data_path = archive_dir(cfg) / side["data_file"]
+            data = data_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != side["data_sha256"]:
+                raise ArchiveError(f"data file {data_path.name} does not match its checksum")
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            if index.ntotal != side["ntotal"] or index.d != dim:
+                raise ArchiveError(
+                    f"data file holds {index.ntotal} x {index.d}, sidecar says otherwise"
+                )
         arc = cls(
             cfg,
             embedder_id,
@@ -258,6 +288,7 @@ class ArchiveIndex:
             trained_on=int(side.get("trained_on", 0)),
             generation=int(side.get("generation", 0)),
         )
+        arc._shards = shards
         arc._apply_params()
         return arc
 
@@ -279,6 +310,8 @@ class ArchiveIndex:
         self._apply_params()
 
     def _apply_params(self) -> None:
+        if self.kind == "ivfpq":
+            return  # the on-disk index gets its nprobe when opened
         if self.kind in IVF_KINDS and self.trained:
             faiss.extract_index_ivf(self.index).nprobe = int(self.params.get("nprobe", 8))
         elif self.kind == "hnsw":
@@ -290,7 +323,30 @@ class ArchiveIndex:
 
     @property
     def ntotal(self) -> int:
+        if self.kind == "ivfpq" and self.trained:
+            return self.shards.live if self.index is not None else 0
         return int(self.index.ntotal) if self.index is not None and self.trained else 0
+
+    @property
+    def shards(self) -> ShardStore:
+        """This embedder's shards (opened on first use). An unreadable manifest (or one of
+        another dimension) is moved aside, not deleted, and the shards start afresh: they may
+        hold the only copy of pruned vectors."""
+        if self._shards is None:
+            try:
+                self._shards = ShardStore.open(self.cfg, self.embedder_id, self.dim)
+            except (OSError, ValueError, KeyError, TypeError, ShardError) as exc:
+                folder = shard_dir(self.cfg, self.embedder_id)
+                aside = folder.with_name(f"{folder.name}.unusable-{int(time.time())}")
+                log.warning(
+                    "archive shards of %s unusable (%s); moved to %s, starting afresh",
+                    self.embedder_id,
+                    exc,
+                    aside,
+                )
+                folder.rename(aside)
+                self._shards = ShardStore.open(self.cfg, self.embedder_id, self.dim)
+        return self._shards
 
     @property
     def ready(self) -> bool:
@@ -330,7 +386,7 @@ class ArchiveIndex:
                 return
             last = int(rows[-1][0])
             ids = np.array([r[0] for r in rows], dtype=np.int64)
-            vecs, ok = decode_vectors([r[1] for r in rows], self.dim)
+            vecs, ok = decode_vectors(self._filled(rows), self.dim)
             if not ok.all():
                 log.warning(
                     "archive %s: %d stored vector(s) have another dimension; skipped",
@@ -338,6 +394,18 @@ class ArchiveIndex:
                     int((~ok).sum()),
                 )
             yield ids[ok], vecs[ok], last
+
+    def _filled(self, rows: Sequence[Any]) -> list[bytes]:
+        """The rows' stored blobs, those pruned from the database read from the shards."""
+        blobs = [r[1] or b"" for r in rows]
+        pruned = [int(r[0]) for r, b in zip(rows, blobs, strict=True) if not b]
+        if pruned:
+            held = self.shards.raw_by_id(pruned)
+            blobs = [
+                b or (held[int(r[0])].tobytes() if int(r[0]) in held else b"")
+                for r, b in zip(rows, blobs, strict=True)
+            ]
+        return blobs
 
     def _vectors_by_id(self, store: Store, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         out_ids, out_vecs = [], []
@@ -349,7 +417,7 @@ class ArchiveIndex:
                         Embedding.id.in_(chunk), Embedding.model_id == self.embedder_id
                     )
                 ).all()
-            vecs, ok = decode_vectors([r[1] for r in rows], self.dim)
+            vecs, ok = decode_vectors(self._filled(rows), self.dim)
             out_ids.append(np.array([r[0] for r in rows], dtype=np.int64)[ok])
             out_vecs.append(vecs[ok])
         if not out_ids:
@@ -375,6 +443,8 @@ class ArchiveIndex:
         """The ``Embedding.id`` values in the index."""
         if self.ntotal == 0:
             return np.zeros(0, np.int64)
+        if self.kind == "ivfpq":
+            return self.shards.all_ids()
         if isinstance(self.index, faiss.IndexIDMap2 | faiss.IndexIDMap):
             return faiss.vector_to_array(self.index.id_map).astype(np.int64)
         ivf = faiss.extract_index_ivf(self.index)
@@ -395,10 +465,14 @@ class ArchiveIndex:
         if kind is not None:
             choose_kind(0, kind, self.flat_max, self.pq_min)
             self.requested = kind
+        self.shards.sync(store)
         n = self._count(store)
         target = choose_kind(n, self.requested, self.flat_max, self.pq_min)
+        if target == "ivfpq" and self.shards.live >= 2**8:
+            self._pq_build(retrain=True)
+            return self.ntotal
         if target in IVF_KINDS and n > 0:
-            self._train_ivf(store, n, target)
+            self._train_ivf(store, n, "ivf")
         else:
             self._empty(target)
         self.dirty = True
@@ -409,6 +483,7 @@ class ArchiveIndex:
         return added
 
     def _train_ivf(self, store: Store, n: int, kind: str) -> None:
+        """Train the in-memory IVF-SQ8 index on a sample of the stored vectors."""
         nlist = ivf_lists(n)
         ids = self._all_ids(store)
         rng = np.random.default_rng(n)
@@ -416,22 +491,10 @@ class ArchiveIndex:
         sample = np.sort(rng.choice(ids, size=min(len(ids), want, IVF_TRAIN_MAX), replace=False))
         _, train = self._vectors_by_id(store, sample)
         quantizer = faiss.IndexFlatIP(self.dim)
-        params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_probes(nlist)}
-        if kind == "ivfpq":
-            m = pq_subvectors(self.dim)
-            index = faiss.IndexIVFPQ(
-                quantizer, self.dim, nlist, m, PQ_BITS, faiss.METRIC_INNER_PRODUCT
-            )
-            params.update(m=m, nbits=PQ_BITS)
-        else:
-            index = faiss.IndexIVFScalarQuantizer(
-                quantizer,
-                self.dim,
-                nlist,
-                faiss.ScalarQuantizer.QT_8bit,
-                faiss.METRIC_INNER_PRODUCT,
-            )
-            params.update(codes="sq8")
+        params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_probes(nlist), "codes": "sq8"}
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         t0 = time.perf_counter()
         index.train(np.ascontiguousarray(train))
         log.info(
@@ -449,6 +512,29 @@ class ArchiveIndex:
         self.high_water = 0
         self.covered = 0
         self._apply_params()
+
+    def _pq_build(self, *, retrain: bool) -> None:
+        """Train IVF-PQ on the shards (when ``retrain`` or never trained), encode the shards
+        that lack codes, merge them on disk, and use the merged index."""
+        sh = self.shards
+        with locked(sh.lock_path):
+            sh.reload()
+            if retrain or not sh.trained:
+                sh.train()
+            sh.encode()
+            if not sh.merge_current():
+                sh.merge()
+            sh.commit()
+        self.index = sh.open_merged()
+        self.kind = "ivfpq"
+        self.trained = True
+        t = sh.trained or {}
+        self.params = {k: t[k] for k in ("nlist", "nprobe", "m", "nbits") if k in t}
+        self.params["shards"] = len(sh.shards)
+        self.trained_on = int(t.get("live_at_training", 0))
+        self.high_water = sh.high_water
+        self.covered = sh.covered
+        self.dirty = True
 
     def _append(self, store: Store, above: int) -> int:
         added = 0
@@ -486,8 +572,12 @@ class ArchiveIndex:
         """Add the rows stored since the last update (and follow deletions); returns how many
         vectors were added. Moves to the next kind when the size calls for it, and retrains an
         IVF index that has grown ``RETRAIN_GROWTH`` times."""
+        before = self.ntotal
+        synced = self.shards.sync(store)
         if not self.trained:
             return self.rebuild(store) if self._count(store) else 0
+        if self.kind == "ivfpq":
+            return self._pq_update(store, synced.added, before)
         if self.high_water and self.covered != self._count(store, self.high_water):
             self._reconcile(store)
         before = self.ntotal
@@ -517,6 +607,23 @@ class ArchiveIndex:
             self.covered = self._count(store, self.high_water)
         return added
 
+    def _pq_update(self, store: Store, added: int, before: int) -> int:
+        sh = self.shards
+        n = sh.live
+        want = choose_kind(n, self.requested, self.flat_max, self.pq_min)
+        if want != "ivfpq":
+            self.rebuild(store)
+            return self.ntotal - before
+        t = sh.trained or {}
+        grown = (
+            self.trained_on
+            and n >= RETRAIN_GROWTH * self.trained_on
+            and int(t.get("trained_on", 0)) < TRAIN_MAX
+        )
+        if grown or not sh.merge_current() or added or self.ntotal != before:
+            self._pq_build(retrain=bool(grown))
+        return self.ntotal - before
+
     # -- searching -----------------------------------------------------------------------
 
     def search(
@@ -525,8 +632,9 @@ class ArchiveIndex:
         """``(scores, embedding_ids)`` of the ``k`` nearest stored vectors per query (inner
         product of L2-normalised vectors; id -1 where fewer exist).
 
-        With ``store``, a product-quantised index fetches ``REFINE_FACTOR`` x ``k`` candidates
-        and re-ranks them by their exact stored vectors (PQ scores are coarse)."""
+        The product-quantised index fetches ``REFINE_FACTOR`` x ``k`` candidates and re-ranks
+        them by their exact vectors from the shards (PQ scores are coarse); ``store`` is
+        accepted for compatibility and not needed."""
         q = np.asarray(vectors, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -539,22 +647,9 @@ class ArchiveIndex:
                 np.full((len(q), max(1, k)), -1, np.int64),
             )
         k = max(1, min(int(k), self.ntotal))
-        if store is None or self.kind != "ivfpq":
+        if self.kind != "ivfpq":
             return self.index.search(q, k)
-        _, cand = self.index.search(q, min(self.ntotal, k * REFINE_FACTOR))
-        found, vecs = self._vectors_by_id(store, np.unique(cand[cand >= 0]))
-        row = {int(i): r for r, i in enumerate(found)}
-        scores = np.full((len(q), k), -np.inf, np.float32)
-        ids = np.full((len(q), k), -1, np.int64)
-        for qi in range(len(q)):
-            have = [int(i) for i in cand[qi] if int(i) in row]
-            if not have:
-                continue
-            exact = vecs[[row[i] for i in have]] @ q[qi]
-            order = np.argsort(-exact)[:k]
-            scores[qi, : len(order)] = exact[order]
-            ids[qi, : len(order)] = np.asarray(have, dtype=np.int64)[order]
-        return scores, ids
+        return self.shards.search_merged(q, k, index=self.index)
 
     # -- saving --------------------------------------------------------------------------
 
@@ -565,14 +660,16 @@ class ArchiveIndex:
         slug = embedder_slug(self.embedder_id)
         if not self.trained:
             raise ArchiveError("an IVF archive with no vectors cannot be saved yet")
-        data = faiss.serialize_index(self.index).tobytes()
+        data = None if self.kind == "ivfpq" else faiss.serialize_index(self.index).tobytes()
         with _locked(folder / f".{slug}.lock"):
             return self._write(folder, slug, data)
 
-    def _write(self, folder: Path, slug: str, data: bytes) -> Path:
+    def _write(self, folder: Path, slug: str, data: bytes | None) -> Path:
         self.generation += 1
-        data_name = f"{slug}-{self.generation:06d}-{uuid.uuid4().hex[:8]}.faiss"
-        atomic_write(folder / data_name, data)
+        data_name = None
+        if data is not None:
+            data_name = f"{slug}-{self.generation:06d}-{uuid.uuid4().hex[:8]}.faiss"
+            atomic_write(folder / data_name, data)
         side = {
             "format": FORMAT,
             "version": VERSION,
@@ -587,14 +684,19 @@ class ArchiveIndex:
             "trained_on": self.trained_on,
             "generation": self.generation,
             "data_file": data_name,
-            "data_sha256": hashlib.sha256(data).hexdigest(),
+            "data_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         side_path = folder / f"{slug}.json"
         atomic_write(side_path, json.dumps(side, ensure_ascii=False, indent=1).encode())
         self.dirty = False
-        cleanup_superseded(folder, slug, keep=data_name, suffix=".faiss")
+        cleanup_superseded(folder, slug, keep=data_name or "", suffix=".faiss")
         return side_path
+
+    def prune_db_vectors(self, store: Store) -> int:
+        """Empty the database copies of the vectors the shards hold (see
+        :func:`index.shards.prune_db_vectors`); returns how many."""
+        return prune_db_vectors(store, self.shards)
 
 
 @contextlib.contextmanager
@@ -614,11 +716,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def drop_archive(cfg: Config, embedder_id: str) -> bool:
-    """Delete one embedder's archive files (sidecar first); True when there was one."""
+    """Delete one embedder's archive files (sidecar first) and its shards; True when there was
+    one."""
     folder = archive_dir(cfg)
     side = sidecar_path(cfg, embedder_id)
     found = side.is_file()
     side.unlink(missing_ok=True)
+    found = drop_shards(cfg, embedder_id) or found
     if folder.is_dir():
         slug = embedder_slug(embedder_id)
         for p in folder.glob(f"{slug}-*.faiss"):
@@ -696,8 +800,37 @@ def archive_status(cfg: Config, store: Store, embedder_id: str) -> dict[str, Any
             )
             or 0
         )
+    shards: dict[str, Any] | None = None
+    manifest = shard_dir(cfg, embedder_id) / "manifest.json"
+    if manifest.is_file():
+        try:
+            dim = int(json.loads(manifest.read_text(encoding="utf-8"))["dim"])
+            st = ShardStore.open(cfg, embedder_id, dim)
+        except (OSError, ValueError, KeyError, ShardError):
+            st = None
+        if st is not None:
+            shards = {
+                "shards": len(st.shards),
+                "vectors": st.total,
+                "deleted": len(st.deleted),
+                "high_water": st.high_water,
+                "trained": bool(st.trained),
+                "merged": bool(st.merge_current()),
+                "damaged": st.damaged,
+            }
+    with store.session() as s:
+        pruned = int(
+            s.scalar(
+                select(func.count())
+                .select_from(Embedding)
+                .where(Embedding.model_id == embedder_id, func.length(Embedding.vector) == 0)
+            )
+            or 0
+        )
     return {
         "embedder_id": embedder_id,
+        "shards": shards,
+        "pruned_db_vectors": pruned,
         "archive": None
         if side is None
         else {

@@ -419,7 +419,7 @@ def _stored_samples(
 
     def frames_of(video_id: int) -> list[VideoEvidence]:
         try:
-            ev = load_evidence(store, video_id, embedder.id, embedder.dim)
+            ev = load_evidence(store, video_id, embedder.id, embedder.dim, cfg.data_dir)
         except (ReembedNeeded, LookupError) as exc:
             log.info("calibration skips video %s: %s", video_id, exc)
             return []

@@ -27,7 +27,6 @@ removed, a reviewed one is kept.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from index.signals import (
     embed_threshold,
     make_signals,
 )
-from storage import queue
+from storage import queue, workers
 from storage.db import Store
 from storage.models import (
     AllowedAccount,
@@ -61,7 +60,6 @@ from storage.models import (
     Frame,
     Video,
     VideoState,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -155,7 +153,13 @@ def load_evidence(
             raise LookupError(f"video {video_id} does not exist")
         frames = list(s.scalars(select(Frame).where(Frame.video_id == video_id).order_by(Frame.t)))
         rows = s.execute(
-            select(Embedding.frame_id, Embedding.region, Embedding.model_id, Embedding.vector)
+            select(
+                Embedding.id,
+                Embedding.frame_id,
+                Embedding.region,
+                Embedding.model_id,
+                Embedding.vector,
+            )
             .join(Frame, Frame.id == Embedding.frame_id)
             .where(Frame.video_id == video_id)
             .order_by(Embedding.frame_id, Embedding.id)
@@ -195,12 +199,31 @@ def load_evidence(
             "embedder (or switch embed.model back)"
         )
     if mine:
-        ev.vectors = np.stack([decode_vector(r.vector, dim) for r in mine])
+        blobs = [r.vector for r in mine]
+        if any(not b for b in blobs):  # moved to the archive shards (index.shards)
+            blobs = _unpruned(mine, model_id, dim, data_dir)
+        ev.vectors = np.stack([decode_vector(b, dim) for b in blobs])
         ev.vector_frame = np.array([position[r.frame_id] for r in mine], dtype=np.int64)
         ev.vector_region = [r.region for r in mine]
     else:
         ev.vectors = np.zeros((0, dim), dtype=np.float32)
     return ev
+
+
+def _unpruned(rows: list[Any], model_id: str, dim: int, data_dir: Path | str | None) -> list[bytes]:
+    """The rows' vectors, those pruned from the database read from the archive shards."""
+    from index.shards import fill_vectors
+
+    pruned = [int(r.id) for r in rows if not r.vector]
+    held = fill_vectors(data_dir, model_id, dim, pruned) if data_dir is not None else {}
+    lost = [i for i in pruned if i not in held]
+    if lost:
+        raise ReembedNeeded(
+            f"re-embed needed: {len(lost)} vector(s) of {model_id} were pruned from the database "
+            "and are in no archive shard"
+            + ("" if data_dir is not None else " (no data directory given to read shards from)")
+        )
+    return [r.vector or held[int(r.id)] for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,39 +387,43 @@ def write_decisions(
     model_id: str,
     lease_s: int,
 ) -> tuple[int, int] | None:
-    """Upsert the video's detections (under its lease); ``(written, removed)``, or None when
-    the lease was lost."""
-    with store.session() as s:
-        held = s.execute(
-            update(Video)
-            .where(Video.id == video_id, Video.lease_owner == owner)
-            .values(lease_expires=utcnow() + dt.timedelta(seconds=lease_s))
-            .execution_options(synchronize_session=False)
-        )
-        if held.rowcount != 1:
-            return None
-        existing = {
-            d.character_id: d
-            for d in s.scalars(select(Detection).where(Detection.video_id == video_id))
-        }
-        for dec in decisions:
-            det = existing.pop(dec.character_id, None)
-            if det is None:
-                det = Detection(video_id=video_id, character_id=dec.character_id)
-                s.add(det)
-            det.score = dec.score
-            det.match_type = dec.match_type
-            det.signals = dec.signals
-            det.best_frame_t = dec.best_frame_t
-            det.best_frame_thumb = dec.best_frame_thumb
-            det.best_reference_id = dec.best_reference_id
-            det.model_id = model_id
-        removed = 0
-        for stale in existing.values():
-            if (stale.review_state or "new") == "new":
-                s.delete(stale)
-                removed += 1
-        return len(decisions), removed
+    """Upsert the video's detections and mark it ``matched``, in one transaction under its
+    lease; ``(written, removed)``, or None when the lease was lost (nothing written)."""
+    try:
+        with queue.leased(store, owner, video_id, lease_s) as s:
+            return _write_decisions(s, video_id, decisions, model_id)
+    except queue.LeaseLost:
+        return None
+
+
+def _write_decisions(
+    s: Any, video_id: int, decisions: list[Decision], model_id: str
+) -> tuple[int, int]:
+    """Inside the lease-checked transaction ``s``: upsert detections, drop unreviewed stale
+    ones, and move the video to ``matched`` (which ends its lease)."""
+    existing = {
+        d.character_id: d
+        for d in s.scalars(select(Detection).where(Detection.video_id == video_id))
+    }
+    for dec in decisions:
+        det = existing.pop(dec.character_id, None)
+        if det is None:
+            det = Detection(video_id=video_id, character_id=dec.character_id)
+            s.add(det)
+        det.score = dec.score
+        det.match_type = dec.match_type
+        det.signals = dec.signals
+        det.best_frame_t = dec.best_frame_t
+        det.best_frame_thumb = dec.best_frame_thumb
+        det.best_reference_id = dec.best_reference_id
+        det.model_id = model_id
+    removed = 0
+    for stale in existing.values():
+        if (stale.review_state or "new") == "new":
+            s.delete(stale)
+            removed += 1
+    queue.set_state(s, video_id, VideoState.MATCHED)
+    return len(decisions), removed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +466,7 @@ def detect_pending(
         pending = s.scalar(q)
     total = min(pending or 0, limit) if limit is not None else (pending or 0)
     bar = tqdm(total=total, desc="match", unit="video", disable=not progress)
+    heartbeat = workers.Heartbeat(store, owner, role="match").start()  # dead: leases free at once
     try:
         while limit is None or stats.claimed < limit:
             n = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - stats.claimed)
@@ -457,6 +485,7 @@ def detect_pending(
                 _match_one(cfg, store, embedder, ri, signals, owner, vid, stats, allow)
                 bar.update(1)
     finally:
+        heartbeat.stop()
         bar.close()
     stats.seconds = round(time.monotonic() - t0, 3)
     return stats
@@ -491,7 +520,7 @@ def _match_one(
                     }
                 )
         written = write_decisions(store, owner, vid, decisions, embedder.id, cfg.process.lease_s)
-        if written is None or not queue.advance(store, owner, vid, VideoState.MATCHED):
+        if written is None:
             stats.lost += 1
             return
         stats.matched += 1

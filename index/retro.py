@@ -9,6 +9,12 @@ generous on purpose (recall matters here, precision comes next): the candidates 
 to ``embedded`` (:func:`index.matcher.rematch`) and matched again by the real matcher
 (:func:`index.matcher.detect_pending` restricted to them), so the same signals, fusion,
 thresholds, policies and allow-lists decide as for a new video. Nothing is flagged here.
+
+The search runs shard by shard (:mod:`index.shards`): :func:`retro_scan_shard` finds the ``k``
+nearest vectors of one shard (exactly, or through its IVF-PQ codes re-ranked by its exact
+vectors once the archive is large) and reads nothing but that shard's files, so a task engine
+can run one job per shard; :func:`index.shards.merge_topk` keeps the best ``k`` over all shards.
+Small archives are scanned exactly, so the candidates are those of an exact search.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from charwatch.config import Config
 from index.archive import ArchiveIndex
 from index.matcher import detect_pending, rematch
 from index.refindex import load_reference_image
+from index.shards import ShardStore, merge_topk
 from index.signals import ReferenceImage
 from storage.db import Store
 from storage.models import Character, Detection, Embedding, Frame, Reference, Video, VideoState
@@ -46,6 +53,7 @@ class RetroResult:
     archive_vectors: int = 0
     archive_added: int = 0
     k: int = 0
+    shards: int = 0  # shards scanned
     candidates: list[int] = field(default_factory=list)  # video ids matched again
     created: list[dict[str, Any]] = field(default_factory=list)  # new detections
     removed: list[dict[str, Any]] = field(default_factory=list)  # unreviewed flags dropped
@@ -125,6 +133,70 @@ def candidate_videos(store: Store, embedding_ids: np.ndarray) -> list[int]:
     return sorted(found)
 
 
+def retro_queries(
+    cfg: Config,
+    store: Store,
+    embedder: Any,
+    character_ids: Sequence[int],
+    *,
+    reference_ids: Sequence[int] | None = None,
+    prompts: Sequence[str] = (),
+) -> np.ndarray:
+    """The query vectors: each usable reference image as given and mirrored, then the
+    prompts when the embedder has a text tower (``(0, dim)`` when there is none)."""
+    refs = _load_references(cfg, store, character_ids, reference_ids)
+    images: list[Image.Image] = []
+    for _, img in refs:
+        images.extend((img, ImageOps.mirror(img)))
+    parts = []
+    if images:
+        parts.append(np.asarray(embedder.embed_images(images), dtype=np.float32))
+    texts = [p for p in prompts if p.strip()]
+    if texts and getattr(embedder, "has_text", False):
+        parts.append(np.asarray(embedder.embed_texts(texts), dtype=np.float32))
+    if not parts:
+        return np.zeros((0, embedder.dim), np.float32)
+    return np.concatenate(parts)
+
+
+def retro_scan_shard(
+    cfg: Config,
+    embedder_id: str,
+    dim: int,
+    shard: str,
+    queries: np.ndarray,
+    k: int,
+    *,
+    shards: ShardStore | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, embedding ids)``: the ``k`` nearest vectors of one shard per query (one job
+    of a sharded scan; it reads only that shard's files)."""
+    st = shards if shards is not None else ShardStore.open(cfg, embedder_id, dim)
+    return st.search_shard(shard, queries, k)
+
+
+def scan_shards(
+    cfg: Config,
+    embedder_id: str,
+    dim: int,
+    queries: np.ndarray,
+    k: int,
+    *,
+    shards: ShardStore | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every shard scanned (:func:`retro_scan_shard`) and the best ``k`` kept per query."""
+    st = shards if shards is not None else ShardStore.open(cfg, embedder_id, dim)
+    parts = [
+        retro_scan_shard(cfg, embedder_id, dim, sh.name, queries, k, shards=st) for sh in st.shards
+    ]
+    if not parts:
+        return (
+            np.full((len(queries), k), -np.inf, np.float32),
+            np.full((len(queries), k), -1, np.int64),
+        )
+    return merge_topk(parts, k)
+
+
 def retro_scan(
     cfg: Config,
     store: Store,
@@ -153,24 +225,17 @@ def retro_scan(
         res.note = "no archived frames of this embedder yet: nothing to scan"
         res.seconds = round(time.monotonic() - t0, 3)
         return res
-    refs = _load_references(cfg, store, character_ids, reference_ids)
-    images: list[Image.Image] = []
-    for _, img in refs:
-        images.extend((img, ImageOps.mirror(img)))
-    parts = []
-    if images:
-        parts.append(np.asarray(embedder.embed_images(images), dtype=np.float32))
-    texts = [p for p in prompts if p.strip()]
-    if texts and getattr(embedder, "has_text", False):
-        parts.append(np.asarray(embedder.embed_texts(texts), dtype=np.float32))
-    if not parts:
+    queries = retro_queries(
+        cfg, store, embedder, character_ids, reference_ids=reference_ids, prompts=prompts
+    )
+    if not len(queries):
         res.note = "no usable reference image or prompt to search with"
         res.seconds = round(time.monotonic() - t0, 3)
         return res
-    queries = np.concatenate(parts)
     res.queries = len(queries)
     res.k = max(1, min(int(k), RETRO_MAX_K, arc.ntotal))
-    _, ids = arc.search(queries, res.k, store=store)
+    res.shards = len(arc.shards.shards)
+    _, ids = scan_shards(cfg, embedder.id, embedder.dim, queries, res.k, shards=arc.shards)
     res.candidates = candidate_videos(store, ids)
     if not res.candidates:
         res.note = "no past video is near the new references"

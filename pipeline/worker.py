@@ -7,12 +7,20 @@ current batch on the main thread. The number of videos downloaded or being sampl
 main thread is bounded, so memory and disk stay bounded. Embedding is batched across videos
 (``process.batch_size`` images per forward pass). All database access stays on the main thread.
 
-Every stage is idempotent per video: it deletes what an earlier, interrupted attempt of the same
-stage wrote (rows and files) and writes it again, and only then moves the video's state on. A
+Every stage is idempotent per video: it replaces what an earlier, interrupted attempt of the same
+stage wrote (rows and files) and only then moves the video's state on. Each stage's rows and its
+state change commit in one transaction that first locks the video's row and checks that this
+loop still holds the lease (``queue.leased``), so a loop whose lease was taken over (it stalled,
+or was judged dead) writes nothing over the new holder's work. Frame files carry the attempt in
+their folder name (``frames/<video id>/<attempt>/``), so two attempts never write the same file;
+a losing attempt removes its own folder, a winning one the folders of earlier attempts. A
 ``kill -9`` at any point followed by another run gives the same end state. Failures are
 recorded per video (transient ones retry with backoff, permanent ones end as ``failed`` with a
 one-line reason) and the batch goes on. The lease is given back when a video reaches
-``embedded`` (the matcher claims it next) and when the loop stops early.
+``embedded`` (the matcher claims it next) and when the loop stops early. The loop registers in
+the worker registry (``storage.workers``) and beats a heartbeat from a background thread, so a
+loop killed with ``-9`` frees its leases for the next claim at once on this host, and within
+``workers.DEAD_AFTER_S`` seconds from other hosts.
 
 A failure that is the platform's, not the video's (a 429, a bot check, a login wall, a missing
 JS runtime, ``max_consecutive_errors`` errors in a row) pauses that platform for its cool-down
@@ -41,6 +49,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from charwatch.config import Config, ConfigError, PlatformConfig
@@ -49,7 +58,7 @@ from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
 from pipeline.media import data_file, jpeg_round_trip, probe, to_data_path
 from pipeline.provenance import read_c2pa
-from storage import platform_state, queue
+from storage import platform_state, queue, workers
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState, utcnow
 
@@ -93,6 +102,8 @@ class ProcessStats:
     errors: list[str] = field(default_factory=list)  # "video <id>: <stage>: <reason>"
     paused: dict[str, str] = field(default_factory=dict)  # platform -> why and until when
     deferred: dict[str, str] = field(default_factory=dict)  # platform -> rate budget spent
+    busy: int = 0  # queued videos left alone because other live workers hold their leases
+    lost: int = 0  # leases taken over by another worker while this one worked on them
 
     def summary(self) -> str:
         """One line for people, plus a line per paused or deferred platform."""
@@ -106,6 +117,10 @@ class ProcessStats:
             line += f"\n  PAUSED: {why}"
         for name, why in self.deferred.items():
             line += f"\n  deferred {name}: {why}"
+        if self.lost:
+            line += f"\n  {self.lost} videos were taken over by other workers"
+        if self.busy:
+            line += f"\n  {self.busy} videos are being processed by other live workers"
         return line
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,6 +137,8 @@ class ProcessStats:
             "errors": list(self.errors),
             "paused": dict(self.paused),
             "deferred": dict(self.deferred),
+            "busy": self.busy,
+            "lost": self.lost,
         }
 
 
@@ -134,6 +151,7 @@ class _Job:
     state: str
     media_path: str | None = None
     duration_s: float | None = None
+    token: str = ""  # this attempt's name in the files it writes (queue.attempt_token)
     result: DownloadResult | None = None
     c2pa: dict[str, Any] | None = None
     error: BaseException | None = None
@@ -239,6 +257,7 @@ class _Loop:
         self.frames_pool = ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames")
         self.wake = threading.Event()  # set when a download or a sampling job finishes
         self.last_renew = time.monotonic()
+        self.attempts = 0  # videos claimed so far: numbers each attempt's token
         disable = not progress
         opts: dict[str, Any] = {"file": sys.stderr, "disable": disable, "dynamic_ncols": True}
         self.bars = {
@@ -293,6 +312,9 @@ class _Loop:
         )
         if not ids:
             self.exhausted = True
+            self.stats.busy = queue.held_by_others(
+                self.store, self.owner, STATES, skip_platforms=skip
+            )
             return
         self.stats.claimed += len(ids)
         self.held.update(ids)
@@ -301,6 +323,8 @@ class _Loop:
         for vid in ids:
             v = videos[vid]
             job = _Job(vid, v.platform, v.platform_id, v.url, v.state, v.media_path, v.duration_s)
+            self.attempts += 1
+            job.token = queue.attempt_token(self.owner, self.attempts)
             self._route(job)
 
     def _route(self, job: _Job) -> None:
@@ -323,10 +347,18 @@ class _Loop:
         if time.monotonic() - self.last_renew < self.pcfg.lease_s / 3:
             return
         self.last_renew = time.monotonic()
-        for vid in list(self.held):
-            if not queue.renew(self.store, self.owner, vid, self.pcfg.lease_s):
-                log.warning("video %s: lease lost", vid)
-                self.held.discard(vid)
+        kept = queue.renew_many(self.store, self.owner, self.held, self.pcfg.lease_s)
+        for vid in self.held - kept:
+            self._lost(vid)
+
+    def _lost(self, vid: int, job: _Job | None = None) -> None:
+        """The lease of ``vid`` went to another worker: forget it and drop this attempt's files."""
+        if vid in self.held:
+            log.warning("video %s: lease lost", vid)
+            self.held.discard(vid)
+            self.stats.lost += 1
+        if job is not None and job.token:
+            shutil.rmtree(self._frames_dir(vid, job.token), ignore_errors=True)
 
     def _fail(self, vid: int, stage: str, reason: str, *, transient: bool) -> None:
         if vid not in self.held:
@@ -514,8 +546,11 @@ class _Loop:
                 duration = probe(res.path).duration
             if duration is not None:
                 values["duration_s"] = float(duration)
-        if not queue.advance(self.store, self.owner, vid, VideoState.DOWNLOADED, **values):
-            self.held.discard(vid)
+        try:
+            with queue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
+                queue.set_state(s, vid, VideoState.DOWNLOADED, **values)
+        except queue.LeaseLost:
+            self._lost(vid)
             return
         self.stats.downloaded += 1
         job.state = VideoState.DOWNLOADED
@@ -524,8 +559,24 @@ class _Loop:
 
     # -- frames (sampling in a thread pool, database rows on the main thread) ----------------
 
-    def _frames_dir(self, vid: int) -> Path:
-        return self.data_dir / "frames" / str(vid)
+    def _frames_dir(self, vid: int, token: str = "") -> Path:
+        """Frame files of one video, or of one attempt at it (``token``)."""
+        base = self.data_dir / "frames" / str(vid)
+        return base / token if token else base
+
+    def _drop_other_attempts(self, vid: int, token: str) -> None:
+        """Remove the frame files of every other attempt at ``vid`` (and of the older layout,
+        files straight in the video's folder): their rows were just replaced."""
+        base = self._frames_dir(vid)
+        if not base.is_dir():
+            return
+        for entry in base.iterdir():
+            if entry.name == token:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def _submit_frames(self) -> None:
         while (
@@ -543,14 +594,14 @@ class _Loop:
         t0 = time.perf_counter()
         try:
             media = data_file(self.data_dir, job.media_path or "")
-            self._write_frames(job.video_id, sample_frames(media, self.pcfg), out)
+            self._write_frames(job, sample_frames(media, self.pcfg), out)
         except BaseException as exc:  # noqa: BLE001 - reported per video by the main thread
             out.error = exc
         out.seconds = time.perf_counter() - t0
         return out
 
-    def _write_frames(self, vid: int, frames: list[SampledFrame], out: _Sampled) -> None:
-        fdir = self._frames_dir(vid)
+    def _write_frames(self, job: _Job, frames: list[SampledFrame], out: _Sampled) -> None:
+        fdir = self._frames_dir(job.video_id, job.token)  # this attempt's own folder
         shutil.rmtree(fdir, ignore_errors=True)
         fdir.mkdir(parents=True, exist_ok=True)
         thumb_px = max(16, int(self.cfg.report.thumb_px))
@@ -588,7 +639,10 @@ class _Loop:
         t0 = time.perf_counter()
         try:
             if vid not in self.held:
-                return  # lease lost while sampling
+                self._lost(vid, job)  # lease lost while sampling
+                return
+            if res.error is not None:
+                shutil.rmtree(self._frames_dir(vid, job.token), ignore_errors=True)
             if isinstance(res.error, FramesError):
                 self._fail(vid, "frames", str(res.error), transient=False)
                 return
@@ -597,19 +651,31 @@ class _Loop:
                 log.error("video %s: frame sampling crashed", vid, exc_info=err)
                 self._fail(vid, "frames", f"{type(err).__name__}: {err}", transient=True)
                 return
-            item = self._store_frames(vid, res)
-            if not queue.advance(self.store, self.owner, vid, VideoState.FRAMES, error=None):
-                self.held.discard(vid)
+            drop_media = self.pcfg.keep_media == "none" and bool(job.media_path)
+            try:
+                with queue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
+                    item = self._store_frames(s, vid, res)
+                    values: dict[str, Any] = {"error": None}
+                    if drop_media:
+                        values["media_path"] = None
+                    queue.set_state(s, vid, VideoState.FRAMES, **values)
+                    s.flush()
+                    # under the row lock: no other attempt can commit frames meanwhile
+                    self._drop_other_attempts(vid, job.token)
+            except queue.LeaseLost:
+                self._lost(vid, job)
                 return
             self.stats.frames += len(item.frame_ids)
-            self._drop_media_if_unwanted(vid, job)  # sampling is over: the file may go
+            if drop_media:  # sampling is over: the file may go
+                data_file(self.data_dir, job.media_path or "").unlink(missing_ok=True)
             self.embed_buf.append(item)
         finally:
             self.stats.seconds["frames"] += res.seconds + time.perf_counter() - t0
             self.bars["frames"].update(1)
 
-    def _store_frames(self, vid: int, res: _Sampled) -> _EmbedItem:
-        """Replace the video's frame rows (and their embeddings) with the sampled frames."""
+    def _store_frames(self, s: Session, vid: int, res: _Sampled) -> _EmbedItem:
+        """Replace the video's frame rows (and their embeddings) with the sampled frames
+        (inside the caller's lease-checked transaction)."""
         rows = [
             Frame(
                 video_id=vid,
@@ -621,14 +687,12 @@ class _Loop:
             )
             for f in res.frames
         ]
-        with self.store.session() as s:
-            old = select(Frame.id).where(Frame.video_id == vid)
-            s.execute(delete(Embedding).where(Embedding.frame_id.in_(old)))
-            s.execute(delete(Frame).where(Frame.video_id == vid))
-            s.add_all(rows)
-            s.flush()
-            ids = [r.id for r in rows]
-        return _EmbedItem(vid, ids, res.images)
+        old = select(Frame.id).where(Frame.video_id == vid)
+        s.execute(delete(Embedding).where(Embedding.frame_id.in_(old)))
+        s.execute(delete(Frame).where(Frame.video_id == vid))
+        s.add_all(rows)
+        s.flush()
+        return _EmbedItem(vid, [r.id for r in rows], res.images)
 
     def _load_embed_item(self, job: _Job) -> _EmbedItem | None:
         """Frames stored by an earlier run, read back for embedding (None if any is missing)."""
@@ -649,15 +713,6 @@ class _Loop:
                 return None
             images.append(_open_rgb(path))
         return _EmbedItem(job.video_id, [fid for fid, _ in rows], images)
-
-    def _drop_media_if_unwanted(self, vid: int, job: _Job) -> None:
-        if self.pcfg.keep_media != "none" or not job.media_path:
-            return
-        data_file(self.data_dir, job.media_path).unlink(missing_ok=True)
-        with self.store.session() as s:
-            video = s.get(Video, vid)
-            if video is not None:
-                video.media_path = None
 
     # -- embeddings (main thread, batched across videos) ---------------------------------
 
@@ -699,17 +754,28 @@ class _Loop:
                 for fid, fv in zip(it.frame_ids, frames, strict=True)
                 for region, vec in zip(fv.names, fv.vectors, strict=True)
             ]
-            with self.store.session() as s:
-                s.execute(
-                    delete(Embedding).where(
-                        Embedding.frame_id.in_(it.frame_ids), Embedding.model_id == model_id
+            try:
+                with queue.leased(self.store, self.owner, it.video_id) as s:
+                    s.execute(
+                        delete(Embedding).where(
+                            Embedding.frame_id.in_(it.frame_ids), Embedding.model_id == model_id
+                        )
                     )
-                )
-                s.add_all(rows)
-            if queue.advance(self.store, self.owner, it.video_id, VideoState.EMBEDDED, error=None):
-                queue.release(self.store, self.owner, it.video_id)
-                self.stats.processed += 1
-                self.stats.embeddings += len(rows)
+                    s.add_all(rows)
+                    # embedded: the lease ends with the rows (the matcher claims it next)
+                    queue.set_state(
+                        s,
+                        it.video_id,
+                        VideoState.EMBEDDED,
+                        error=None,
+                        lease_owner=None,
+                        lease_expires=None,
+                    )
+            except queue.LeaseLost:
+                self._lost(it.video_id)
+                continue
+            self.stats.processed += 1
+            self.stats.embeddings += len(rows)
             self.held.discard(it.video_id)
 
     # -- the loop ------------------------------------------------------------------------
@@ -725,6 +791,8 @@ class _Loop:
 
     def run(self) -> ProcessStats:
         start = time.perf_counter()
+        heartbeat = workers.Heartbeat(self.store, self.owner).start()
+        queue.sweep(self.store)  # forget dead workers, free expired leases
         try:
             while not self.stop.is_set():
                 self.wake.clear()  # before looking, so no completion goes unnoticed
@@ -746,7 +814,10 @@ class _Loop:
                 elif not moved and (self.inflight or self.frames_running):
                     self.wake.wait(0.2)
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                heartbeat.stop()
             self.stats.seconds["total"] = time.perf_counter() - start
             for bar in self.bars.values():
                 bar.close()
@@ -762,7 +833,9 @@ class _Loop:
         self.frames_pool.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=True)
         self.frames_pool.shutdown(wait=True)
-        self.frames_running.clear()  # released below, still "downloaded"
+        for job in self.frames_running.values():  # released below, still "downloaded"
+            shutil.rmtree(self._frames_dir(job.video_id, job.token), ignore_errors=True)
+        self.frames_running.clear()
         try:
             self._collect_downloads()
             if self.embed_buf:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +54,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+# 64-bit ids for the tables that grow with the number of videos; SQLite keeps INTEGER (its
+# rowid alias, so autoincrement works; SQLite integers are 64-bit anyway).
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+
+# States a worker or the matcher may claim: the partial index on unleased rows covers them.
+CLAIMABLE_SQL = "state IN ('discovered', 'downloaded', 'frames', 'embedded')"
 
 
 class VideoState:
@@ -110,9 +120,28 @@ class Video(Base):
     __table_args__ = (
         UniqueConstraint("platform", "platform_id", name="uq_video_platform_id"),
         Index("ix_videos_state_next", "state", "next_attempt_at"),
+        # claims scan unleased claimable rows in id order; leased rows are found by expiry/owner
+        Index(
+            "ix_videos_claimable",
+            "id",
+            postgresql_where=text(f"lease_owner IS NULL AND {CLAIMABLE_SQL}"),
+            sqlite_where=text(f"lease_owner IS NULL AND {CLAIMABLE_SQL}"),
+        ),
+        Index(
+            "ix_videos_lease_expires",
+            "lease_expires",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
+        ),
+        Index(
+            "ix_videos_lease_owner",
+            "lease_owner",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
+        ),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
     platform_id: Mapped[str] = mapped_column(String(128))
     url: Mapped[str] = mapped_column(String(2048))
@@ -162,8 +191,10 @@ class Frame(Base):
     __tablename__ = "frames"
     __table_args__ = (UniqueConstraint("video_id", "t", name="uq_frame_video_t"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    video_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
     t: Mapped[float] = mapped_column(Float)
     pdq: Mapped[str | None] = mapped_column(String(64))
     pdq_quality: Mapped[int | None] = mapped_column(Integer)
@@ -184,8 +215,10 @@ class Embedding(Base):
         UniqueConstraint("frame_id", "region", "model_id", name="uq_embedding_frame_region_model"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("frames.id", ondelete="CASCADE"), index=True
+    )
     region: Mapped[str] = mapped_column(String(32), default="full")
     model_id: Mapped[str] = mapped_column(String(256), index=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
@@ -240,8 +273,10 @@ class Detection(Base):
         UniqueConstraint("video_id", "character_id", name="uq_detection_video_character"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    video_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
     character_id: Mapped[int] = mapped_column(
         ForeignKey("characters.id", ondelete="CASCADE"), index=True
     )
@@ -359,3 +394,21 @@ class PlatformState(Base):
     next_request_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     window_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     window_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Worker(Base):
+    """A running processing loop: who it is, where it runs, and when it last said it is alive.
+
+    ``heartbeat_at`` is in the database's clock. A lease whose owner missed several heartbeats,
+    or whose owner ran on this host (``pid_space``) in a process that is gone, is free.
+    """
+
+    __tablename__ = "workers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_space: Mapped[str] = mapped_column(String(128), default="")  # boot id + pid namespace
+    role: Mapped[str] = mapped_column(String(32), default="process")
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
