@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from charwatch.config import Config
+from pipeline.media import data_file, objects_for
 from storage.db import Store
 from storage.models import Character, Detection, Reference
 
@@ -55,9 +56,10 @@ def slugify(name: str) -> str:
 
 
 def reference_file(cfg: Config, path: str) -> Path:
-    """The file of a ``Reference.path`` (relative to ``data_dir`` unless absolute)."""
-    p = Path(path)
-    return p if p.is_absolute() else cfg.data_dir / p
+    """The file of a ``Reference.path`` (relative to ``data_dir`` unless absolute; fetched
+    from the object store first when ``data_dir`` is one)."""
+    objects_for(cfg)
+    return data_file(cfg.data_dir, path)
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -118,6 +120,8 @@ def _copy_into(cfg: Config, slug: str, img: _CheckedImage) -> str:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    if (objects := objects_for(cfg)) is not None:
+        objects.put_file(dest, rel.as_posix())  # every machine's index reads it
     return rel.as_posix()
 
 
@@ -301,6 +305,8 @@ def remove_character(cfg: Config, store: Store, name: str) -> bool:
             continue
         f = reference_file(cfg, rel)
         f.unlink(missing_ok=True)
+        if (objects := objects_for(cfg)) is not None and not Path(rel).is_absolute():
+            objects.delete(rel)
         with contextlib.suppress(OSError):
             f.parent.rmdir()
     return True

@@ -8,6 +8,7 @@ enough to reject audio-only, empty and unreadable files with a clear reason befo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import re
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from charwatch.config import Config
+from storage import blobs
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
@@ -105,9 +109,28 @@ def to_data_path(data_dir: Path, path: Path) -> str:
 
 
 def data_file(data_dir: Path, stored: str) -> Path:
-    """The file of a stored path (relative to ``data_dir`` unless absolute)."""
+    """The file of a stored path (relative to ``data_dir`` unless absolute).
+
+    When a remote object store is active (``storage.data_dir`` is an ``s3://`` URL) and the
+    file is not here yet, it is fetched into ``data_dir`` first; a missing object stays missing.
+    """
     p = Path(stored)
-    return p if p.is_absolute() else data_dir / p
+    if p.is_absolute():
+        return p
+    local = data_dir / p
+    objects = blobs.active()
+    if objects is not None and stored and not local.exists():
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            objects.local_path(stored)
+    return local
+
+
+def objects_for(cfg: Config) -> blobs.Blobs | None:
+    """The remote object store of the config (activated for this process), or None."""
+    st = cfg.storage
+    if not st.objects_remote:
+        return None
+    return blobs.activate(st.data_dir, st.data_path, st.objects_options)
 
 
 def jpeg_round_trip(img: Image.Image, quality: int) -> tuple[bytes, Image.Image]:

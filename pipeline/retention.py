@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import exists, select
 
 from charwatch.config import Config
+from pipeline.media import objects_for
 from storage import Detection, Store, Video, VideoState
 
 
@@ -22,14 +23,18 @@ def apply_retention(cfg: Config, store: Store) -> int:
     if policy not in ("flagged", "none"):
         raise ValueError(f"process.keep_media must be flagged, all or none, not {policy!r}")
     deleted = 0
+    objects = objects_for(cfg)
     with store.session() as s:
         q = select(Video).where(Video.state == VideoState.MATCHED, Video.media_path.is_not(None))
         if policy == "flagged":
             q = q.where(~exists().where(Detection.video_id == Video.id))
         for video in s.scalars(q):
-            path = Path(video.media_path or "")
+            stored = video.media_path or ""
+            path = Path(stored) if Path(stored).is_absolute() else cfg.data_dir / stored
             if path.is_file():
                 path.unlink()
                 deleted += 1
+            if objects is not None and not Path(stored).is_absolute():
+                objects.delete(stored)
             video.media_path = None
     return deleted

@@ -56,7 +56,7 @@ from charwatch.config import Config, ConfigError, PlatformConfig
 from pipeline.download import DownloadError, DownloadResult, YtdlpSessions, batch_options, download
 from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
-from pipeline.media import data_file, jpeg_round_trip, probe, to_data_path
+from pipeline.media import data_file, jpeg_round_trip, objects_for, probe, to_data_path
 from pipeline.provenance import read_c2pa
 from storage import platform_state, queue, workers
 from storage.db import Store
@@ -252,6 +252,7 @@ class _Loop:
         self.gates: dict[str, _Gate] = {}
         self.gates_lock = threading.Lock()
         self.sessions = YtdlpSessions(batch_options(self.pcfg), self.data_dir)
+        self.objects = objects_for(cfg)  # a remote object store (s3://), else None
         self.paused: dict[str, platform_state.Pause] = {}
         self.pool = ThreadPoolExecutor(DOWNLOAD_WORKERS, thread_name_prefix="download")
         self.frames_pool = ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames")
@@ -358,7 +359,7 @@ class _Loop:
             self.held.discard(vid)
             self.stats.lost += 1
         if job is not None and job.token:
-            shutil.rmtree(self._frames_dir(vid, job.token), ignore_errors=True)
+            self._drop_attempt(vid, job.token)
 
     def _fail(self, vid: int, stage: str, reason: str, *, transient: bool) -> None:
         if vid not in self.held:
@@ -540,6 +541,8 @@ class _Loop:
             "c2pa_info": c2pa,
             "error": None,
         }
+        if self.objects is not None and self.pcfg.keep_media != "none":
+            self.objects.put_file(res.path, values["media_path"])  # evidence for any machine
         duration = res.info.get("duration")
         if job.duration_s is None:
             if duration is None:
@@ -564,10 +567,22 @@ class _Loop:
         base = self.data_dir / "frames" / str(vid)
         return base / token if token else base
 
+    def _drop_attempt(self, vid: int, token: str) -> None:
+        """Remove one attempt's frame files (here and in the object store)."""
+        fdir = self._frames_dir(vid, token)
+        shutil.rmtree(fdir, ignore_errors=True)
+        if self.objects is not None and token:
+            self.objects.delete_prefix(to_data_path(self.data_dir, fdir))
+
     def _drop_other_attempts(self, vid: int, token: str) -> None:
         """Remove the frame files of every other attempt at ``vid`` (and of the older layout,
         files straight in the video's folder): their rows were just replaced."""
         base = self._frames_dir(vid)
+        if self.objects is not None:
+            prefix = to_data_path(self.data_dir, base)
+            others = {k.split("/")[2] for k in self.objects.list(prefix) if k.count("/") >= 3}
+            for other in others - {token}:
+                self.objects.delete_prefix(f"{prefix}/{other}")
         if not base.is_dir():
             return
         for entry in base.iterdir():
@@ -616,6 +631,9 @@ class _Loop:
             thumb = f.image.copy()
             thumb.thumbnail((thumb_px, thumb_px), Image.Resampling.LANCZOS)
             thumb.save(thumb_path, "JPEG", quality=THUMB_JPEG_QUALITY)
+            if self.objects is not None:  # other machines read frames from the object store
+                for path in (image_path, thumb_path):
+                    self.objects.put_file(path, to_data_path(self.data_dir, path))
             out.frames.append(
                 _StoredFrame(
                     t=f.t,
@@ -642,7 +660,7 @@ class _Loop:
                 self._lost(vid, job)  # lease lost while sampling
                 return
             if res.error is not None:
-                shutil.rmtree(self._frames_dir(vid, job.token), ignore_errors=True)
+                self._drop_attempt(vid, job.token)
             if isinstance(res.error, FramesError):
                 self._fail(vid, "frames", str(res.error), transient=False)
                 return
@@ -834,7 +852,7 @@ class _Loop:
         self.pool.shutdown(wait=True)
         self.frames_pool.shutdown(wait=True)
         for job in self.frames_running.values():  # released below, still "downloaded"
-            shutil.rmtree(self._frames_dir(job.video_id, job.token), ignore_errors=True)
+            self._drop_attempt(job.video_id, job.token)
         self.frames_running.clear()
         try:
             self._collect_downloads()

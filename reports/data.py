@@ -12,6 +12,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from charwatch.errors import UsageError
+from pipeline.media import data_file
 from storage import Character, CrawlRun, Detection, Frame, ListingStatus, Video, VideoState
 
 
@@ -283,5 +284,5 @@ def resolve_path(data_dir: Path, stored: str | None) -> Path | None:
     p = Path(stored)
     if p.is_absolute() or p.exists():
         return p
-    under = data_dir / p
+    under = data_file(data_dir, stored)  # fetched from the object store when remote
     return under if under.exists() else p

@@ -49,8 +49,11 @@ class Blobs:
                 )
             self.fs = fsspec.filesystem(protocol, **fs_opts)
             self.root = text.rstrip("/")
-            self.cache_dir = Path(cache_dir or tempfile.gettempdir()) / (
-                "charwatch-objects-" + hashlib.sha1(self.root.encode()).hexdigest()[:10]
+            self.cache_dir = (
+                Path(cache_dir)
+                if cache_dir is not None
+                else Path(tempfile.gettempdir())
+                / ("charwatch-objects-" + hashlib.sha1(self.root.encode()).hexdigest()[:10])
             )
         else:
             self.fs = None
@@ -170,3 +173,25 @@ def _clean(key: str) -> str:
     if any(p == ".." for p in parts):
         raise ValueError(f"object key leaves its root: {key!r}")
     return "/".join(parts)
+
+
+_ACTIVE: Blobs | None = None
+
+
+def activate(root: str, cache_dir: Path, options: dict[str, Any] | None = None) -> Blobs | None:
+    """Make a remote object store this process's (readers then fetch missing files from it).
+
+    A local ``root`` needs nothing: keys are files below it. Returns the remote store or None.
+    """
+    global _ACTIVE
+    if not is_url(str(root)):
+        _ACTIVE = None
+        return None
+    if _ACTIVE is None or _ACTIVE.root != str(root).rstrip("/") or _ACTIVE.cache_dir != cache_dir:
+        _ACTIVE = Blobs(root, cache_dir=cache_dir, options=options)
+    return _ACTIVE
+
+
+def active() -> Blobs | None:
+    """The remote object store activated in this process, if any."""
+    return _ACTIVE
