@@ -4,6 +4,10 @@ Run ``python scheduler.py [--config PATH]`` or ``charwatch scheduler``. Jobs liv
 SQLAlchemy job store inside the project database, with ``coalesce`` (a missed night runs once),
 a misfire grace time and ``max_instances=1`` (never twice at once). SIGTERM/SIGINT stop it
 gracefully: the running job finishes or releases its current video, and the next start resumes.
+
+In cluster mode (PostgreSQL storage) the jobs only queue work for ``charwatch worker``
+processes, once per scheduled time whoever asks (``charwatch.cluster``); the workers' own
+one-minute tick does the same, so this daemon is optional there.
 """
 
 from __future__ import annotations
@@ -40,11 +44,16 @@ def _ctx() -> _Context:
 
 
 def nightly_job() -> None:
-    """The nightly job body (referenced by name from the persisted job store)."""
-    from charwatch import jobs
+    """The nightly job body (referenced by name from the persisted job store); in cluster
+    mode it only queues the nightly job for the workers."""
+    from charwatch import cluster, jobs
 
     ctx = _ctx()
     if ctx.stop.is_set():
+        return
+    if cluster.is_cluster(ctx.cfg):  # the workers run it; deferred once per period
+        job_id = cluster.defer_nightly(ctx.cfg)
+        log.info("nightly job %s", f"{job_id} queued" if job_id else "already queued")
         return
     store = jobs.open_store(ctx.cfg)
     try:
@@ -55,11 +64,16 @@ def nightly_job() -> None:
 
 
 def recheck_job() -> None:
-    """The re-check job body: are confirmed detections' videos still up?"""
-    from charwatch import jobs
+    """The re-check job body: are confirmed detections' videos still up? (In cluster mode:
+    queue it for the workers.)"""
+    from charwatch import cluster, jobs
 
     ctx = _ctx()
     if ctx.stop.is_set():
+        return
+    if cluster.is_cluster(ctx.cfg):
+        job_id = cluster.defer_recheck(ctx.cfg)
+        log.info("re-check job %s", f"{job_id} queued" if job_id else "already queued")
         return
     store = jobs.open_store(ctx.cfg)
     try:

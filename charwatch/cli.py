@@ -370,13 +370,82 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                 "last_crawl_at": run.started_at if run else None,
             }
         )
+    videos: dict[str, int] = {}
+    for _platform, state, n in counts:
+        videos[state] = videos.get(state, 0) + n
+    paused = [
+        {"platform": r["platform"], "until": r["paused_until"], "reason": r["reason"]}
+        for r in rows
+        if r["status"] == "PAUSED"
+    ]
+    code = EXIT_PLATFORM_PAUSED if paused else 0
+    extra = _status_extra(cfg, store)
+    if args.format == "json":
+        doc = {"platforms": rows, "videos": videos, "paused": paused, **extra}
+        print(json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default))
+        return code
     cols = ["platform", "status", "paused_until", "queued", "done", "failed", "last_crawl"]
     _emit(rows, args.format, cols)
     if args.format == "table":
         for r in rows:
             if r["status"] == "PAUSED":
                 print(f"{r['platform']}: {r['reason']}")
-    return EXIT_PLATFORM_PAUSED if any(r["status"] == "PAUSED" for r in rows) else 0
+        _print_status_extra(videos, extra)
+    return code
+
+
+def _json_default(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def _status_extra(cfg: Config, store: Any) -> dict[str, Any]:
+    """Live workers, and in cluster mode the task engine's jobs per queue and its workers."""
+    from charwatch import cluster
+
+    out: dict[str, Any] = {"cluster": cluster.is_cluster(cfg)}
+    try:
+        workers = cluster.video_workers(store)
+    except Exception as exc:  # status must still show the rest
+        logging.getLogger(__name__).warning("cannot list workers: %s", exc)
+        workers = None
+    if out["cluster"]:
+        jobs = cluster.cluster_status(store)
+        out["jobs"] = jobs["jobs"]
+        out["job_workers"] = jobs["workers"]
+        if "note" in jobs:
+            out["note"] = jobs["note"]
+    out["workers"] = workers if workers is not None else out.get("job_workers", [])
+    return out
+
+
+def _print_status_extra(videos: dict[str, int], extra: dict[str, Any]) -> None:
+    from storage import VideoState
+
+    states = [*VideoState.ALL, *sorted(set(videos) - set(VideoState.ALL))]
+    print("videos: " + ", ".join(f"{s} {videos.get(s, 0)}" for s in states))
+    workers = extra.get("workers") or []
+    print(f"workers: {len(workers)} live")
+    for w in workers:
+        who = w.get("owner") or f"job worker {w.get('id')}"
+        role = f" {w['role']}" if w.get("role") else ""
+        age = w.get("age_s", w.get("heartbeat_age_s"))
+        print(f"  {who}{role} (heartbeat {age} s ago)")
+    if not extra.get("cluster"):
+        return
+    if extra.get("note"):
+        print(f"jobs: {extra['note']}")
+        return
+    jobs = extra.get("jobs") or {}
+    print("jobs:")
+    _print_table(
+        [{"queue": q, **counts} for q, counts in jobs.items()],
+        ["queue", "queued", "scheduled", "running", "failed", "done"],
+    )
+    job_workers = extra.get("job_workers") or []
+    print(f"job workers: {len(job_workers)} live")
+    for w in job_workers:
+        running = ", ".join(w["running"]) or "idle"
+        print(f"  #{w['id']}: {running} (heartbeat {w['heartbeat_age_s']} s ago)")
 
 
 def cmd_resume(cfg: Config, args: argparse.Namespace) -> int:
@@ -488,10 +557,19 @@ def _print_run(result: Any) -> int:
 
 
 def cmd_rescan(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch import cluster
     from charwatch.jobs import open_store, rescan
 
     store = open_store(cfg)
     platforms = [args.platform] if args.platform else None
+    if cluster.is_cluster(cfg):  # the workers crawl, process and report
+        queued = cluster.defer_rescan(
+            cfg, args.hashtag, platforms=platforms, max_items=args.max_items
+        )
+        for key, job_id in queued["crawl_jobs"].items():
+            print(f"crawl {key}: " + (f"job {job_id} queued" if job_id else "already queued"))
+        print(f"report: job {queued['report_job']} queued (written once the workers are done)")
+        return 0
     result = rescan(
         cfg,
         store,
@@ -515,9 +593,18 @@ def _run_exit(result: Any, problems: int, strict: bool) -> int:
 
 
 def cmd_run_nightly(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch import cluster
     from charwatch.jobs import open_store, run_nightly
 
     store = open_store(cfg)
+    if cluster.is_cluster(cfg):  # queue this period's nightly job for the workers, once
+        job_id = cluster.defer_nightly(cfg)
+        print(
+            f"nightly: job {job_id} queued for the workers"
+            if job_id
+            else "nightly: already queued for this period (it runs once per period)"
+        )
+        return 0
     if not cfg.watch:
         print("no [[watch]] entries in the config: processing and reporting only", file=sys.stderr)
     result = run_nightly(cfg, store, progress=not args.quiet, stop=_stop_on_signals())
@@ -543,6 +630,22 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
         cfg, data_dir=Path(args.data_dir) if args.data_dir else None, progress=not args.quiet
     )
     return 0 if outcome.ok or not args.strict else EXIT_FAILED
+
+
+def cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
+    from charwatch.cluster import run_worker
+
+    queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()] or None
+    for name in ("procrastinate", "charwatch"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    return run_worker(
+        cfg,
+        queues=queues,
+        concurrency=args.concurrency,
+        batch=args.batch,
+        wait=not args.burst,
+        name=args.name,
+    )
 
 
 def cmd_scheduler(cfg: Config, args: argparse.Namespace) -> int:
@@ -690,8 +793,10 @@ def cmd_archive(cfg: Config, args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "update":
-        arc = update_archive(cfg, store)
+        arc = update_archive(cfg, store, prune_db_vectors=args.prune_db_vectors)
         print(f"archive of {arc.embedder_id}: {arc.ntotal} vector(s) ({arc.kind})")
+        if args.prune_db_vectors:
+            print(f"database copies emptied: {getattr(arc, 'pruned', 0)} (kept in the shards)")
         return 0
     embedder = current_embedder(cfg)
     status = archive_status(cfg, store, embedder.id)
@@ -711,6 +816,10 @@ def cmd_archive(cfg: Config, args: argparse.Namespace) -> int:
         )
     else:
         print("archive index:      none yet (built on the next retroactive scan or update)")
+    if "shards" in status:
+        print(f"archive shards:     {status['shards']}")
+    if status.get("pruned_db_vectors"):
+        print(f"pruned from the db: {status['pruned_db_vectors']} vector(s), kept in the shards")
     print(
         f"stored vectors:     {status['store_vectors']} ({status['pending_vectors']} not indexed)"
     )
@@ -838,9 +947,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_status,
         "Show each platform's state: whether it is paused after a platform-wide block (a 429, "
         "a bot check, a login wall, a missing JS runtime) and until when, its videos by state, "
-        "and its last crawl. Exit status 4 when a platform is paused.",
+        "and its last crawl; then videos per state and the live workers, and in cluster mode "
+        "the jobs queued, running and failed per queue. --format json prints all of it as one "
+        "JSON document. Exit status 4 when a platform is paused.",
     )
-    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+    sp.add_argument("--format", choices=["table", "jsonl", "json"], default="table")
 
     sp = add(
         "resume",
@@ -975,7 +1086,12 @@ def build_parser() -> argparse.ArgumentParser:
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = asub.add_parser("status", help="what the archive holds, and what needs re-embedding")
     a.add_argument("--format", choices=["text", "json"], default="text")
-    asub.add_parser("update", help="add the vectors stored since the last update")
+    a = asub.add_parser("update", help="add the vectors stored since the last update")
+    a.add_argument(
+        "--prune-db-vectors",
+        action="store_true",
+        help="then empty the database copies of vectors the archive shards hold",
+    )
     a = asub.add_parser("rebuild", help="build the archive again from the store")
     a.add_argument(
         "--kind",
@@ -987,7 +1103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rescan",
         "crawl a hashtag now, process and report (on-demand)",
         cmd_rescan,
-        "Crawl a hashtag on one or all platforms, process the new videos and write a report.",
+        "Crawl a hashtag on one or all platforms, process the new videos and write a report. "
+        "In cluster mode (PostgreSQL storage) the crawls and the report are queued for the "
+        "workers instead.",
     )
     sp.add_argument("--hashtag", required=True)
     sp.add_argument("--platform", choices=PLATFORMS, help="default: all platforms")
@@ -995,7 +1113,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sp.add_argument("-q", "--quiet", action="store_true")
 
-    sp = add("run-nightly", "run the nightly job once (for cron/systemd timers)", cmd_run_nightly)
+    sp = add(
+        "run-nightly",
+        "run the nightly job once (for cron/systemd timers)",
+        cmd_run_nightly,
+        "Crawl the watchlist, process and report since the last report. In cluster mode "
+        "(PostgreSQL storage) queue the nightly job of the current period for the workers "
+        "instead (once per period, whoever asks).",
+    )
     sp.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sp.add_argument("-q", "--quiet", action="store_true")
 
@@ -1009,6 +1134,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("scheduler", "run the scheduler daemon (nightly crawls, re-checks)", cmd_scheduler)
     sp.add_argument("--once", action="store_true", help="run due jobs once and exit")
+
+    from charwatch.cluster import DEFAULT_BATCH, QUEUES
+
+    sp = add(
+        "worker",
+        "run one cluster worker (PostgreSQL storage) until SIGTERM",
+        cmd_worker,
+        "Run one worker of the task engine on the configured PostgreSQL database: crawl, "
+        "process, match, report and archive jobs, and every minute the housekeeping tick "
+        "(requeue dead workers' jobs, queue waiting work, the nightly and re-check jobs when "
+        "due). Start one or more per machine. SIGTERM/SIGINT stop it gracefully within a "
+        "minute: a running process job releases its videos, other jobs finish or are queued "
+        "again.",
+    )
+    sp.add_argument(
+        "--concurrency", type=int, default=1, help="jobs run at once (threads; default 1)"
+    )
+    sp.add_argument(
+        "--queues",
+        metavar="Q[,Q...]",
+        help=f"only these queues (of {','.join(QUEUES)}; default: all)",
+    )
+    sp.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"videos per process job (default {DEFAULT_BATCH})",
+    )
+    sp.add_argument("--name", help="worker name in logs (default: host:pid)")
+    sp.add_argument(
+        "--burst", action="store_true", help="exit when no job is left instead of waiting"
+    )
 
     sp = add(
         "doctor",

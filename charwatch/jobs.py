@@ -48,13 +48,20 @@ def make_listing(
 def crawl(
     cfg: Config, store: Store, listings: list[Listing], *, max_items: int | None = None
 ) -> list[CrawlRun]:
-    """Crawl listings with the Scrapy spiders; returns one CrawlRun per listing."""
+    """Crawl listings with the Scrapy spiders; returns one CrawlRun per listing.
+
+    In cluster mode (PostgreSQL storage) processing of what was found is queued for the
+    workers (``charwatch.cluster.after_crawl``), wherever the crawl ran."""
+    from charwatch import cluster
     from crawler.run import run_crawl
 
     batch = run_crawl(cfg, listings, max_items=max_items)
     with store.session() as s:
         q = select(CrawlRun).where(CrawlRun.batch == batch).order_by(CrawlRun.id)
-        return list(s.scalars(q))
+        runs = list(s.scalars(q))
+    if cluster.is_cluster(cfg):
+        cluster.after_crawl(cfg, store, runs)
+    return runs
 
 
 @dataclass
@@ -322,9 +329,16 @@ def reembed(cfg: Config, store: Store, *, dry_run: bool = False) -> Any:
 
 
 def update_archive(
-    cfg: Config, store: Store, *, rebuild: bool = False, kind: str | None = None
+    cfg: Config,
+    store: Store,
+    *,
+    rebuild: bool = False,
+    kind: str | None = None,
+    prune_db_vectors: bool = False,
 ) -> Any:
-    """Bring the archive index of the configured embedder up to date (or rebuild it)."""
+    """Bring the archive index of the configured embedder up to date (or rebuild it); new
+    vectors go to a new archive shard. ``prune_db_vectors``: then empty the database copies of
+    the vectors the shards hold (``arc.pruned`` says how many)."""
     from index.archive import ArchiveIndex
 
     embedder = current_embedder(cfg)
@@ -335,4 +349,5 @@ def update_archive(
         arc.update(store)
     if arc.dirty and arc.ready:
         arc.save()
+    arc.pruned = arc.prune_db_vectors(store) if prune_db_vectors else 0
     return arc
