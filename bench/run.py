@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("samestyle", "quality", "throughput", "index")
+SECTIONS = ("samestyle", "quality", "throughput", "index", "cluster")
 INDEX_RUNS_FULL = (
     (1_000_000, "compressed"),
     (1_000_000, "archive"),
@@ -325,6 +325,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += _throughput_md(results["throughput"], results)
     if "index" in results:
         lines += _index_md(results["index"])
+    if "cluster" in results:
+        from bench.cluster import cluster_md
+
+        lines += cluster_md(results["cluster"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -690,6 +694,10 @@ def main(argv: list[str] | None = None) -> int:
                     from bench.throughput import run_throughput
 
                     results["throughput"] = run_throughput(work / "throughput", quick=args.quick)
+                elif section == "cluster":
+                    from bench.cluster import run_cluster
+
+                    results["cluster"] = run_cluster(work / "cluster", quick=args.quick)
                 else:
                     if args.quick:
                         results["index"] = run_index(work, INDEX_RUNS_QUICK, 50)

@@ -201,7 +201,20 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
         assert _unit(size["chosen"]["recall_at_10"]) and size["chosen"]["ms_per_query_median"] > 0
         assert math.isfinite(size["index_mb"])
 
+    cl = data["cluster"]
+    if "claims" in cl:  # PostgreSQL installed
+        new = [r for r in cl["claims"]["results"] if r["claim"] == "new"]
+        assert {r["clients"] for r in new} == {1, 8, 32}
+        assert all(r["claims_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in new)
+        w = cl["workers"]
+        assert all(r["states"] == {"matched": w["videos"]} for r in w["scaling"])
+        rec = w["recovery"]
+        assert rec["duplicate_embeddings"] == 0 and rec["duplicate_detections"] == 0
+        assert rec["states"] == {"matched": w["videos"]}
+    shards = cl["shards"]["search"]
+    assert _unit(shards["recall_at_10_merged_refined"]) and shards["merged_refined_ms_p50"] > 0
+
     headings = ("### Targets", "### Same-style characters", "### Detection quality")
-    for heading in (*headings, "### Throughput", "### Archive index"):
+    for heading in (*headings, "### Throughput", "### Archive index", "### Cluster mode"):
         assert heading in md
     assert md in proc.stdout  # the table is printed for the README
