@@ -3,10 +3,11 @@
 * claims: the per-row claim against the batched ``FOR UPDATE SKIP LOCKED`` one on a real
   PostgreSQL at 1/8/32 clients, on 1M queued videos half leased (quick: 20k);
 * archive shards: shard build, training, encoding, merge into on-disk lists, search latency
-  and recall@10 against exact search (full: 500k x 512; quick: 40k x 128);
+  and recall@10 against exact search (full: 500k x 512; quick: 20k x 64);
 * workers: videos/min end to end for 1, 2 and 4 ``charwatch worker`` processes on the same
-  PostgreSQL and fixture platform, and recovery after a ``kill -9`` of a worker mid-batch
-  (how much work was redone, seconds until everything finished, duplicates).
+  PostgreSQL and fixture platform (quick: one worker, 4 videos), and recovery after a
+  ``kill -9`` of a worker mid-batch (how much work was redone, seconds until everything
+  finished, duplicates).
 
 Each part is skipped with a reason when what it needs (PostgreSQL) is missing.
 """
@@ -37,7 +38,7 @@ def run_cluster(work: Path, *, quick: bool) -> dict[str, Any]:
         out["skipped"]["claims"] = "PostgreSQL not installed"
     from bench import archive_shards
 
-    n, dim = (40_000, 128) if quick else (500_000, 512)
+    n, dim = (20_000, 64) if quick else (500_000, 512)
     with _quiet_stdout():
         out["shards"] = archive_shards.run(n, dim, shards=4, queries=100, gt_queries=50)
     if pgserver.available():

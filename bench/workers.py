@@ -233,8 +233,8 @@ def run_workers(
     from fixture_platform.server import FixtureServer
     from storage.pgserver import TempPostgres
 
-    videos = videos or (8 if quick else 24)
-    counts = counts or ((1, 2) if quick else (1, 2, 4))
+    videos = videos or (4 if quick else 24)
+    counts = counts or ((1,) if quick else (1, 2, 4))
     work.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"videos": videos, "scaling": []}
     with TempPostgres() as pg, FixtureServer(media_dir=work / "fixture-media") as srv:
