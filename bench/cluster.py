@@ -67,6 +67,10 @@ def _quiet_stdout() -> Any:
         os.close(saved)
 
 
+def _mb(v: Any) -> str:
+    return f"{v:,.0f} MB" if isinstance(v, int | float) else "n/a"
+
+
 def cluster_md(c: dict[str, Any]) -> list[str]:
     """The markdown of the cluster section."""
     lines = ["### Cluster mode", ""]
@@ -94,7 +98,7 @@ def cluster_md(c: dict[str, Any]) -> list[str]:
             f"{s.get('merge_s')} s | {se.get('merged_refined_ms_p50')} / "
             f"{se.get('merged_refined_ms_p99')} ms | {se.get('recall_at_10_merged_pq')} / "
             f"{se.get('recall_at_10_merged_refined')} / {se.get('recall_at_10_per_shard_scan')} | "
-            f"{s.get('peak_rss_build_mb')} MB |",
+            f"{_mb(s.get('peak_rss_build_mb'))} |",
             "",
         ]
     if "workers" in c:
@@ -114,8 +118,8 @@ def cluster_md(c: dict[str, Any]) -> list[str]:
                 "",
                 f"Recovery: `kill -9` of one of {rec['workers']} workers after "
                 f"{rec['killed_after_s']} s; all {rec['videos']} videos done "
-                f"{rec['seconds_to_finish_after_kill']} s later; frames written again for "
-                f"{rec['videos_redone']} video(s); duplicate embeddings "
+                f"{rec['seconds_to_finish_after_kill']} s later; the killed worker's "
+                f"{rec['videos_redone']} leased video(s) started again; duplicate embeddings "
                 f"{rec['duplicate_embeddings']}, duplicate detections "
                 f"{rec['duplicate_detections']}.",
             ]
