@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, text, update
 
-from storage import queue
+from storage import workqueue
 from storage.db import Store
 from storage.models import Video, VideoState, utcnow
 
@@ -63,7 +63,7 @@ def old_claim(store: Store, owner: str, limit: int, lease_s: int) -> tuple[list[
 
 
 def new_claim(store: Store, owner: str, limit: int, lease_s: int) -> tuple[list[int], int]:
-    got = queue.claim(store, owner, limit, lease_s, states=STATES)
+    got = workqueue.claim(store, owner, limit, lease_s, states=STATES)
     return got, 0
 
 

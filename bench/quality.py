@@ -38,6 +38,7 @@ import numpy as np
 
 from bench import metrics
 from bench import transforms as tr
+from storage.files import atomic_path
 
 SET_VERSION = 2  # bump when the set's drawing or transforms change (cached clips are redrawn)
 PRECISION_TARGET = 0.9
@@ -252,22 +253,19 @@ def _render_art(picture: Path, path: Path, width: int, height: int, duration_s: 
     """A re-upload of a still picture: fitted into the frame on black bars, 12 fps."""
     if path.is_file():
         return str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.mp4")
-    cmd = [
-        tr.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-        "-loop", "1", "-framerate", "12", "-i", str(picture), "-t", f"{duration_s:.2f}",
-        "-vf",
-        f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
-        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black,format=yuv420p",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-threads", "1",
-        "-movflags", "+faststart", str(tmp),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise tr.TransformError(f"art clip: {proc.stderr.decode('utf-8', 'replace')[-500:]}")
-    tmp.replace(path)
+    with atomic_path(path, suffix=".part.mp4") as tmp:
+        cmd = [
+            tr.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+            "-loop", "1", "-framerate", "12", "-i", str(picture), "-t", f"{duration_s:.2f}",
+            "-vf",
+            f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black,format=yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-threads", "1",
+            "-movflags", "+faststart", str(tmp),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise tr.TransformError(f"art clip: {proc.stderr.decode('utf-8', 'replace')[-500:]}")
     return str(path)
 
 

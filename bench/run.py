@@ -710,20 +710,20 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["total_s"] = round(time.perf_counter() - t0, 1)
     md = render_markdown(results)
-    _write(args.out / "latest.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    from storage.files import atomic_write_text
+
+    atomic_write_text(
+        args.out / "latest.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    )
     if pairs:
-        _write(args.out / "latest-pairs.json", json.dumps(pairs, ensure_ascii=False) + "\n")
-    _write(args.out / "latest.md", md)
+        atomic_write_text(
+            args.out / "latest-pairs.json", json.dumps(pairs, ensure_ascii=False) + "\n"
+        )
+    atomic_write_text(args.out / "latest.md", md)
     print()
     print(md)
     print(f"written: {args.out / 'latest.json'}, {args.out / 'latest.md'}")
     return 0
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 from bench import metrics
 from bench import quality as q
 from bench import transforms as tr
+from storage.files import atomic_path
 
 SAMESTYLE_VERSION = 1  # bump when the set's drawing changes (cached clips are redrawn)
 FAMILY_SEED = 7
@@ -201,9 +202,8 @@ def write_family_references(out_dir: Path, family_seed: int = FAMILY_SEED) -> di
         for i in range(REFS_PER_CHARACTER):
             path = out_dir / f"{ch.key}_{i:02d}.png"
             if not path.is_file():
-                tmp = path.with_name(path.name + ".tmp")
-                family_reference(ch, i).save(tmp, format="PNG")
-                tmp.replace(path)
+                with atomic_path(path) as tmp:
+                    family_reference(ch, i).save(tmp, format="PNG")
             refs[ch.key].append(path)
     return refs
 

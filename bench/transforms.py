@@ -25,6 +25,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from storage.files import atomic_path
+
 W, H = 360, 640  # the portrait size of the base clips
 EASY = "easy"
 HARD = "hard"
@@ -377,36 +379,33 @@ def apply(name: str, src: Sources, dst: Path, rng: random.Random) -> Path:
             cmd += ["-loop", "1", "-i", str(extra)]
         else:
             cmd += ["-stream_loop", "-1", "-i", str(extra)]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part.mp4")
-    cmd += [
-        "-filter_complex",
-        plan.graph,
-        "-map",
-        "[out]",
-        "-an",
-        "-t",
-        f"{plan.duration_s or src.duration_s:.2f}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        plan.preset,
-        "-crf",
-        str(plan.crf),
-        "-pix_fmt",
-        "yuv420p",
-        "-threads",
-        "1",
-        "-movflags",
-        "+faststart",
-        str(tmp),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        tail = proc.stderr.decode("utf-8", "replace").strip()[-800:]
-        raise TransformError(f"{name}: ffmpeg failed ({proc.returncode}): {tail}")
-    tmp.replace(dst)
+    with atomic_path(dst, suffix=".part.mp4") as tmp:
+        cmd += [
+            "-filter_complex",
+            plan.graph,
+            "-map",
+            "[out]",
+            "-an",
+            "-t",
+            f"{plan.duration_s or src.duration_s:.2f}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            plan.preset,
+            "-crf",
+            str(plan.crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-threads",
+            "1",
+            "-movflags",
+            "+faststart",
+            str(tmp),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            tail = proc.stderr.decode("utf-8", "replace").strip()[-800:]
+            raise TransformError(f"{name}: ffmpeg failed ({proc.returncode}): {tail}")
     return dst
 
 

@@ -189,7 +189,7 @@ def _recovery(pg: Any, srv: Any, work: Path, videos: int) -> dict[str, Any]:
                 owners = list(
                     s.scalars(select(Video.lease_owner).where(Video.lease_owner.is_not(None)))
                 )
-            for owner in owners:  # host:pid:suffix (storage.queue.worker_id)
+            for owner in owners:  # host:pid:suffix (storage.workqueue.worker_id)
                 parts = owner.split(":")
                 if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) in pids:
                     victim = pids[int(parts[1])]

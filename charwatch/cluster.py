@@ -2,7 +2,7 @@
 
 Cluster mode is on when ``storage.url`` is a PostgreSQL URL. The coarse jobs run on
 procrastinate, whose jobs live in tables of the same database (claimed with
-``FOR UPDATE SKIP LOCKED``); the per-video work queue stays in ``videos`` (``storage.queue``).
+``FOR UPDATE SKIP LOCKED``); the per-video work queue stays in ``videos`` (``storage.workqueue``).
 ``charwatch worker`` runs one procrastinate worker; start one or more per machine.
 
 Queues, one per kind of job:
@@ -642,11 +642,10 @@ def _dead_owners(s: Any) -> list[str]:
 
 
 def _sweep(store: Store) -> int:
-    """Release expired and dead owners' leases (``storage.queue.sweep``, when present)."""
-    from storage import queue
+    """Release expired and dead owners' leases (:func:`storage.workqueue.sweep`)."""
+    from storage import workqueue
 
-    sweep = getattr(queue, "sweep", None)
-    return int(sweep(store)) if sweep is not None else 0
+    return int(workqueue.sweep(store))
 
 
 def _has_characters(store: Store) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from charwatch import jobs
 from charwatch.config import PLATFORMS, Config
+from charwatch.printing import print_process, print_runs
 from storage import Character, Detection, Store, Video
 
 DEMO_HASHTAG = "charwatchdemo"
@@ -125,12 +126,10 @@ def run_demo(cfg: Config, *, data_dir: Path | None = None, progress: bool = True
         print(f"characters: {len(added)} registered" + (f" ({names})" if added else ""))
         listings = [jobs.make_listing(p, hashtag=DEMO_HASHTAG) for p in PLATFORMS]
         runs = jobs.crawl(dcfg, store, listings)
-        from charwatch.cli import _print_process, _print_runs
-
         print(f"crawled {len(runs)} listing(s):")
-        _print_runs(runs)
+        print_runs(runs)
         result = jobs.process(dcfg, store, progress=progress)
-        _print_process(result)
+        print_process(result)
         outcome = compare(store, server.catalog)
         outcome.report = jobs.report(dcfg, store)
     outcome.seconds = time.monotonic() - t0

@@ -8,6 +8,7 @@ author case-insensitively (:func:`normalize_handle`), as the platforms treat han
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -117,17 +118,36 @@ def remove_allowed(store: Store, entry_id: int) -> dict[str, Any]:
     return found[0]
 
 
-def is_allowed(store: Store, platform: str, author: str | None, character_id: int) -> bool:
-    """True when ``author`` on ``platform`` is allowed for this character (or for all)."""
-    key = normalize_handle(author)
-    if not key:
-        return False
-    with store.session() as s:
-        rows = s.scalars(
-            select(AllowedAccount.author).where(
-                AllowedAccount.platform == platform,
-                (AllowedAccount.character_id.is_(None))
-                | (AllowedAccount.character_id == character_id),
-            )
-        )
-        return any(normalize_handle(a) == key for a in rows)
+@dataclass
+class AllowList:
+    """Licensed accounts: ``(platform, normalised handle)`` -> the character ids they may
+    show, or None for every character."""
+
+    entries: dict[tuple[str, str], set[int] | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: Store) -> AllowList:
+        out = cls()
+        with store.session() as s:
+            rows = s.execute(
+                select(AllowedAccount.platform, AllowedAccount.author, AllowedAccount.character_id)
+            ).all()
+        for platform, author, cid in rows:
+            key = ((platform or "").strip().lower(), normalize_handle(author))
+            if not key[1]:
+                continue
+            if cid is None:
+                out.entries[key] = None
+            elif key not in out.entries or out.entries[key] is not None:
+                scope = out.entries.setdefault(key, set())
+                assert scope is not None
+                scope.add(cid)
+        return out
+
+    def allows(self, platform: str, author: str | None, character_id: int) -> bool:
+        """True when this account may show this character (its videos are not flagged)."""
+        key = ((platform or "").strip().lower(), normalize_handle(author))
+        if not key[1] or key not in self.entries:
+            return False
+        scope = self.entries[key]
+        return scope is None or character_id in scope

@@ -72,7 +72,7 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from charwatch.config import Config
-from index.refindex import atomic_write, cleanup_superseded, embedder_slug, index_dir
+from index.refindex import cleanup_superseded, embedder_slug, index_dir
 from index.shards import (
     TRAIN_MAX,
     ShardError,
@@ -83,7 +83,9 @@ from index.shards import (
     shard_dir,
 )
 from storage.db import Store
+from storage.files import atomic_write_bytes
 from storage.models import Embedding, Frame, Video
+from storage.vectors import decode_vectors
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +119,6 @@ def archive_dir(cfg: Config) -> Path:
 
 def sidecar_path(cfg: Config, embedder_id: str) -> Path:
     return archive_dir(cfg) / f"{embedder_slug(embedder_id)}.json"
-
-
-def decode_vectors(blobs: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stored float16 blobs -> ``(vectors, ok)``: float32 rows re-normalised, and a mask of the
-    blobs that had ``dim`` values (the others are zero rows)."""
-    ok = np.array([len(b) == 2 * dim for b in blobs], dtype=bool)
-    out = np.zeros((len(blobs), dim), dtype=np.float32)
-    if ok.any():
-        good = b"".join(b for b, fine in zip(blobs, ok, strict=True) if fine)
-        out[ok] = np.frombuffer(good, dtype=np.float16).reshape(-1, dim)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, 1e-12), ok
 
 
 def ivf_lists(n: int) -> int:
@@ -669,7 +659,7 @@ class ArchiveIndex:
         data_name = None
         if data is not None:
             data_name = f"{slug}-{self.generation:06d}-{uuid.uuid4().hex[:8]}.faiss"
-            atomic_write(folder / data_name, data)
+            atomic_write_bytes(folder / data_name, data)
         side = {
             "format": FORMAT,
             "version": VERSION,
@@ -688,7 +678,7 @@ class ArchiveIndex:
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         side_path = folder / f"{slug}.json"
-        atomic_write(side_path, json.dumps(side, ensure_ascii=False, indent=1).encode())
+        atomic_write_bytes(side_path, json.dumps(side, ensure_ascii=False, indent=1).encode())
         self.dirty = False
         cleanup_superseded(folder, slug, keep=data_name or "", suffix=".faiss")
         return side_path
@@ -855,14 +845,3 @@ def archive_status(cfg: Config, store: Store, embedder_id: str) -> dict[str, Any
         "videos_to_reembed": videos_lacking,
         "videos": videos,
     }
-
-
-def open_archive(
-    cfg: Config, store: Store, embedder_id: str, dim: int, *, save: bool = True
-) -> ArchiveIndex:
-    """Load (or rebuild) the archive, bring it up to date with the store, save if changed."""
-    arc = ArchiveIndex.load_or_create(cfg, embedder_id, dim)
-    arc.update(store)
-    if save and arc.dirty and arc.ready:
-        arc.save()
-    return arc

@@ -1,11 +1,14 @@
 """Per-character thresholds set to a target false-positive rate (``charwatch calibrate``).
 
-For every character and every match signal that the current embedder runs (``pdq``,
-``embedding``, and ``text_prompt`` with a text tower), single frames are scored with the real
-signal code (:meth:`index.signals.Signal.compare` against the real reference index), one
-frame at a time, so a frame's ``raw`` value is exactly what the matcher compares with the
-threshold for that frame (a whitened similarity for ``embedding``, a PDQ bit distance for
-``pdq``, an image-text cosine for ``text_prompt``).
+For every character and every signal whose class says ``calibratable`` that the current
+embedder runs (today ``pdq``, ``embedding``, and ``text_prompt`` with a text tower), and that
+applies to the character (:meth:`index.signals.Signal.applies_to`: reference images, prompts),
+single frames are scored with the real signal code (:meth:`index.signals.Signal.compare`
+against the real reference index), one frame at a time, so a frame's ``raw`` value is exactly
+what the matcher compares with the threshold for that frame (a classifier probability for
+``embedding``, a PDQ bit distance for ``pdq``, an image-text cosine for ``text_prompt``). The
+signal's ``direction`` says whether a match lies over (similarities) or under (distances) the
+threshold.
 
 Positives of a character:
 
@@ -13,7 +16,7 @@ Positives of a character:
   pasted at 45-95% of the width onto backdrops like the background bank's in a 9:16 frame
   ("semantic" positives; :func:`index.refindex.bank_images` with another seed than the draw
   the whitening was fitted on), and whole re-uses letterboxed into a 9:16 frame ("copy"
-  positives, the only ones PDQ is calibrated on);
+  positives, the only ones copy signals such as PDQ are calibrated on);
 * frames of its detections reviewed ``confirmed`` (the ``top_k`` best frames of each, for the
   signals that matched).
 
@@ -36,9 +39,10 @@ uncalibrated default when the negatives can resolve the target rate: at least
 ``1 / target_fpr`` of them, of which at least ``MIN_REAL_NEGATIVES`` are stored frames of real
 videos (rejected detections, unflagged videos). Otherwise the default is kept, and the
 data-driven value is still recorded (``details.fpr_threshold``). Making a threshold stricter
-needs no such evidence. PDQ thresholds are capped at 52 bits (the high-recall PDQ operating
-point); embedding thresholds stay at least 0.05 above the embedder profile's floor (its
-typical unrelated-frame similarity).
+needs no such evidence. A signal's ``loosest_threshold`` bounds the result (PDQ: 52 bits, the
+high-recall PDQ operating point), and its :meth:`~index.signals.Signal.calibration_floor`
+the stored value (embedding: at least 0.05 above the embedder profile's floor, its typical
+unrelated-frame score).
 
 Results are stored in :class:`storage.models.CharacterThreshold` (one row per character,
 embedder id and signal, replaced on every run) with the counts, the recall on the positives,
@@ -65,17 +69,17 @@ from charwatch.errors import UsageError
 from index.matcher import ReembedNeeded, load_evidence
 from index.refindex import bank_images, load_or_build, load_reference_image, load_reference_set
 from index.signals import (
+    ROLE_COPY,
     FrameRow,
     Signal,
     VideoEvidence,
-    embed_profile,
-    embed_threshold,
     make_signals,
 )
 from pipeline.hashing import pdq
 from pipeline.media import jpeg_round_trip
 from storage.db import Store
 from storage.models import CharacterThreshold, Detection, Frame, Video, VideoState, utcnow
+from storage.vectors import round_fp16
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +92,10 @@ BANK_SAMPLES = 32
 UNFLAGGED_FRAMES = 400
 FRAME_W, FRAME_H = 360, 640
 JPEG_QUALITY = 90
-PDQ_CAP = 52
-EMBED_FLOOR_MARGIN = 0.05
 SIMILARITY_EPS = 1e-4
-CALIBRATED_SIGNALS = ("pdq", "embedding", "text_prompt")
-DISTANCE_SIGNALS = ("pdq",)
 MIN_REAL_NEGATIVES = 100
 REAL_NEGATIVE_SOURCES = ("rejected", "unflagged_video")
 ALL = -1  # "every character" in a sample's negative set
-
-POSITIVE_SOURCES = ("augmented_reference", "reference_copy", "confirmed")
-NEGATIVE_SOURCES = (
-    "background_bank",
-    "other_character",
-    "negative_reference",
-    "rejected",
-    "unflagged_video",
-)
 
 
 class CalibrationError(UsageError):
@@ -237,11 +228,6 @@ def augment_copy(ref: Image.Image, rng: random.Random) -> Image.Image:
 # evidence
 
 
-def _round_fp16(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float16).astype(np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
 def frame_evidences(
     embedder: Any, frames: Sequence[Image.Image], batch: int = 32, progress: bool = False
 ) -> list[VideoEvidence]:
@@ -263,7 +249,7 @@ def frame_evidences(
                 video_id=0,
                 frames=[FrameRow(frame_id=0, t=0.0, pdq=h, pdq_quality=q)],
                 model_id=embedder.id,
-                vectors=_round_fp16(np.asarray(fv.vectors, dtype=np.float32)),
+                vectors=round_fp16(np.asarray(fv.vectors, dtype=np.float32)),
                 vector_frame=np.zeros(n, dtype=np.int64),
                 vector_region=list(fv.names),
             )
@@ -293,32 +279,35 @@ def split_frames(ev: VideoEvidence) -> list[VideoEvidence]:
 # thresholds
 
 
-def lower_is_match(signal: str) -> bool:
-    return signal in DISTANCE_SIGNALS
+SignalLike = Signal | type[Signal]
 
 
-def threshold_for_fpr(negatives: np.ndarray, target_fpr: float, signal: str) -> float:
-    """The least strict threshold passing at most ``floor(target_fpr * n)`` negatives.
+def threshold_for_fpr(negatives: np.ndarray, target_fpr: float, signal: SignalLike) -> float:
+    """The least strict threshold passing at most ``floor(target_fpr * n)`` negatives, never
+    looser than the signal's ``loosest_threshold``.
 
-    Similarities match at ``>= threshold``; distances (PDQ) at ``<= threshold`` (integers).
-    Negatives with no score are ``-inf`` (similarity) or ``+inf`` (distance)."""
+    Signals with ``direction`` higher (similarities) match at ``>= threshold``; lower
+    (distances, integers) at ``<= threshold``. Negatives with no score are ``-inf``
+    (similarity) or ``+inf`` (distance)."""
     neg = np.asarray(negatives, dtype=np.float64)
     n = len(neg)
     allowed = int(math.floor(target_fpr * n + 1e-9))
-    if lower_is_match(signal):
+    loosest = float(signal.loosest_threshold)
+    if signal.lower_is_match():
         if n == 0 or allowed >= n:
-            return float(PDQ_CAP)
+            return loosest
         worst = float(np.sort(neg)[allowed])  # the nearest negative that must not pass
-        return float(min(PDQ_CAP, max(0, math.ceil(worst) - 1)))
+        return float(min(loosest, max(0, math.ceil(worst) - 1)))
     if n == 0 or allowed >= n:
-        return -1.0
+        return loosest
     worst = float(np.sort(neg)[::-1][allowed])
-    return -1.0 if not math.isfinite(worst) else worst + SIMILARITY_EPS
+    return loosest if not math.isfinite(worst) else worst + SIMILARITY_EPS
 
 
-def passes(values: np.ndarray, threshold: float, signal: str) -> np.ndarray:
+def passes(values: np.ndarray, threshold: float, signal: SignalLike) -> np.ndarray:
+    """Which values match at ``threshold`` in the signal's direction."""
     v = np.asarray(values, dtype=np.float64)
-    return v <= threshold if lower_is_match(signal) else v >= threshold
+    return v <= threshold if signal.lower_is_match() else v >= threshold
 
 
 def distribution(values: np.ndarray) -> dict[str, Any]:
@@ -340,13 +329,12 @@ def distribution(values: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def default_threshold(cfg: Config, signal: str, embedder_id: str) -> float:
+def default_threshold(cfg: Config, signal: SignalLike, embedder_id: str) -> float:
     """The uncalibrated threshold the matcher uses for ``signal``."""
-    if signal == "pdq":
-        return float(cfg.detect.pdq_max_distance)
-    if signal == "text_prompt":
-        return float(embed_profile(embedder_id).text_threshold)
-    return float(embed_threshold(cfg.detect, embedder_id))
+    value = signal.threshold_default(cfg.detect, embedder_id)
+    if value is None:
+        raise CalibrationError(f"signal {signal.name!r} has no threshold to calibrate")
+    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,10 +486,10 @@ def _score(samples: Sequence[Sample], signals: Sequence[Signal], ri: Any) -> Non
             }
 
 
-def _value(smp: Sample, signal: str, cid: int) -> float:
-    v = smp.raw.get(signal, {}).get(cid)
+def _value(smp: Sample, signal: SignalLike, cid: int) -> float:
+    v = smp.raw.get(signal.name, {}).get(cid)
     if v is None or not math.isfinite(v):
-        return math.inf if lower_is_match(signal) else -math.inf
+        return math.inf if signal.lower_is_match() else -math.inf
     return v
 
 
@@ -544,9 +532,7 @@ def calibrate(
     step = on_step or (lambda _msg: None)
     targets = check_request(store, character, target_fpr)
     names, loaded = _references(cfg, store)
-    signals = [
-        s for s in make_signals(cfg.detect, embedder) if s.name in CALIBRATED_SIGNALS and s.indexed
-    ]
+    signals = [s for s in make_signals(cfg.detect, embedder) if s.calibratable and s.indexed]
     step("reference index")
     ri = _uncalibrated(load_or_build(cfg, store, embedder))
     step("synthetic frames")
@@ -573,18 +559,17 @@ def calibrate(
     out: list[Calibration] = []
     for cid in sorted(targets):
         has_images = any(r.character_id == cid and not r.negative for r, _ in loaded)
-        prompts = ri.refs.characters[cid].prompts if cid in ri.refs.characters else ()
+        char = ri.refs.characters.get(cid)
         for sig in signals:
-            if sig.name in ("pdq", "embedding") and not has_images:
-                continue
-            if sig.name == "text_prompt" and not prompts:
+            if not sig.applies_to(char, has_images):
                 continue
             pos: list[tuple[str, float]] = []
             neg: list[tuple[str, float]] = []
             for smp in samples:
-                v = _value(smp, sig.name, cid)
+                v = _value(smp, sig, cid)
                 if cid in smp.positive_for:
-                    if sig.name not in DISTANCE_SIGNALS or smp.copy_positive:
+                    # copy signals learn from whole re-uses only
+                    if sig.fusion_role != ROLE_COPY or smp.copy_positive:
                         pos.append((smp.source, v))
                 elif ALL in smp.negative_for or cid in smp.negative_for:
                     neg.append(("other_character" if smp.positive_for else smp.source, v))
@@ -592,11 +577,11 @@ def calibrate(
                 if det_cid != cid or not (sigs.get(sig.name) or {}).get("matched"):
                     continue
                 vals = sorted(
-                    (_value(f, sig.name, cid) for f in frames),
-                    reverse=not lower_is_match(sig.name),
+                    (_value(f, sig, cid) for f in frames),
+                    reverse=not sig.lower_is_match(),
                 )
                 pos.extend(("confirmed", v) for v in vals[:top_k])
-            out.append(_decide(cfg, embedder.id, cid, names[cid], sig.name, pos, neg, target_fpr))
+            out.append(_decide(cfg, embedder.id, cid, names[cid], sig, pos, neg, target_fpr))
     if save:
         store_thresholds(store, out)
     return out
@@ -607,7 +592,7 @@ def _decide(
     model_id: str,
     cid: int,
     name: str,
-    signal: str,
+    signal: SignalLike,
     pos: list[tuple[str, float]],
     neg: list[tuple[str, float]],
     target_fpr: float,
@@ -619,7 +604,8 @@ def _decide(
     thr, note = raw_thr, ""
     real = sum(1 for src, _ in neg if src in REAL_NEGATIVE_SOURCES)
     lower_ok = len(nv) >= math.ceil(1.0 / target_fpr) and real >= MIN_REAL_NEGATIVES
-    looser = thr < default if not lower_is_match(signal) else thr > default
+    lower = signal.lower_is_match()
+    looser = thr < default if not lower else thr > default
     if looser and not lower_ok:
         need = math.ceil(1.0 / target_fpr)
         thr, note = (
@@ -629,24 +615,23 @@ def _decide(
                 f"{MIN_REAL_NEGATIVES}+ from real videos (have {len(nv)}, {real} real)"
             ),
         )
-    elif (thr > default) != lower_is_match(signal) and thr != default:
-        src = neg[int(np.argmax(nv) if not lower_is_match(signal) else np.argmin(nv))][0]
+    elif (thr > default) != lower and thr != default:
+        src = neg[int(np.argmax(nv) if not lower else np.argmin(nv))][0]
         note = f"stricter than the default: a negative ({src}) reached it"
-    if signal == "embedding":
-        floor = embed_profile(model_id).floor + EMBED_FLOOR_MARGIN
-        if thr < floor:
-            thr, note = floor, f"raised to the profile floor + {EMBED_FLOOR_MARGIN}"
+    bound = signal.calibration_floor(cfg.detect, model_id)
+    if bound is not None and (thr > bound[0] if lower else thr < bound[0]):
+        thr, note = bound[0], f"raised to {bound[1]}"
     thr = round(float(thr), 4)
     tpr = float(passes(pv, thr, signal).mean()) if len(pv) else None
     fpr = float(passes(nv, thr, signal).mean()) if len(nv) else None
-    order = np.argsort(nv) if lower_is_match(signal) else np.argsort(-nv)
+    order = np.argsort(nv) if lower else np.argsort(-nv)
     nearest = [
         {"source": neg[i][0], "value": round(float(nv[i]), 4)}
         for i in order[:5]
         if math.isfinite(nv[i])
     ]
     details = {
-        "direction": "lower" if lower_is_match(signal) else "higher",
+        "direction": signal.direction,
         "fpr_threshold": round(float(raw_thr), 4),
         "real_negatives": real,
         "may_loosen": lower_ok,
@@ -665,7 +650,7 @@ def _decide(
     return Calibration(
         character_id=cid,
         character=name,
-        signal=signal,
+        signal=signal.name,
         model_id=model_id,
         threshold=thr,
         default=default,

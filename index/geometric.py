@@ -10,34 +10,18 @@ similarity transform (rotation, uniform scale, translation) is fitted with RANSA
 the picture. A new drawing of the same character (another pose) shares style and colours but
 not the pixel layout, so it does not verify: that is the semantic signals' business.
 
-The index keeps one metadata row per reference variant; the descriptors, their keypoint
-coordinates and the variant row of each descriptor are arrays of the :class:`VectorIndex`
-(its FAISS part only numbers the variants). Frames are read from their stored JPEG
-(``FrameRow.image_path``, relative to ``VideoEvidence.data_dir``); a missing file is skipped.
+The signal itself (its reference index and comparison) is
+:class:`index.signals.geometric.GeometricSignal`; this module holds the geometry.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-
-from index.signals import (
-    COPY,
-    IndexInputs,
-    MatchPolicy,
-    ReferenceSet,
-    Signal,
-    SignalResult,
-    VectorIndex,
-    VideoEvidence,
-    calibrate_similarity,
-    frame_seconds,
-)
 
 REF_SIDE = 480  # reference pictures are described at this long side (px)
 REF_FEATURES = 500
@@ -75,7 +59,7 @@ def _orb(nfeatures: int) -> Any:
     return cv2.ORB_create(nfeatures=nfeatures, scaleFactor=1.2, nlevels=8, fastThreshold=12)
 
 
-def _resize_long(img: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+def resize_long(img: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     """``img`` scaled so its long side is ``side``; also the factor applied."""
     h, w = img.shape[:2]
     f = side / max(h, w)
@@ -185,185 +169,3 @@ def pixel_agreement(
     b = cv2.GaussianBlur(thumb, (0, 0), 1.0).astype(np.int16)
     agree = np.abs(a - b).max(axis=2) <= PIXEL_TOLERANCE
     return float(agree[valid].mean()), visible
-
-
-class GeometricSignal(Signal):
-    """Re-use of a reference picture anywhere in a frame, verified by a RANSAC fit of ORB
-    keypoint matches and by the frame reproducing the reference's pixels where the fit puts
-    them (see the module docstring). One verified frame flags a copy, like PDQ; a character's
-    calibrated ``geometric`` threshold replaces the inlier threshold."""
-
-    name = "geometric"
-    kind = COPY
-    indexed = True
-
-    def index_references(self, refs: ReferenceSet, inputs: IndexInputs) -> VectorIndex:
-        meta: list[dict[str, Any]] = []
-        xys: list[np.ndarray] = []
-        descs: list[np.ndarray] = []
-        owner: list[np.ndarray] = []
-        thumbs: list[np.ndarray] = []
-        for ref, img in inputs.pictures(refs, negatives=False):
-            bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
-            gray, _ = _resize_long(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), REF_SIDE)
-            thumb, _ = _resize_long(bgr, THUMB_SIDE)
-            for mirrored in (False, True):
-                xy, desc = describe(cv2.flip(gray, 1) if mirrored else gray, REF_FEATURES)
-                if len(desc) < MIN_INLIERS:
-                    continue
-                owner.append(np.full(len(desc), len(meta), np.int32))
-                padded = np.zeros((THUMB_SIDE, THUMB_SIDE, 3), np.uint8)
-                t = cv2.flip(thumb, 1) if mirrored else thumb
-                padded[: t.shape[0], : t.shape[1]] = t
-                meta.append(
-                    {
-                        "reference_id": ref.reference_id,
-                        "character_id": ref.character_id,
-                        "mirrored": mirrored,
-                        "size": [int(gray.shape[1]), int(gray.shape[0])],
-                        "thumb": [int(t.shape[1]), int(t.shape[0])],
-                    }
-                )
-                xys.append(xy)
-                descs.append(desc)
-                thumbs.append(padded)
-        return VectorIndex.flat_ip(
-            np.zeros((len(meta), 1), np.float32),
-            meta,
-            desc=np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8),
-            xy=np.concatenate(xys) if xys else np.zeros((0, 2), np.float32),
-            variant=np.concatenate(owner) if owner else np.zeros(0, np.int32),
-            thumb=np.stack(thumbs)
-            if thumbs
-            else np.zeros((0, THUMB_SIDE, THUMB_SIDE, 3), np.uint8),
-        )
-
-    def frame_path(self, video: VideoEvidence, stored: str) -> Path:
-        """The file of a stored frame path (relative to ``video.data_dir`` unless absolute)."""
-        p = Path(stored)
-        if p.is_absolute() or not video.data_dir:
-            return p
-        return Path(video.data_dir) / p
-
-    def verify_frame(self, bgr: np.ndarray, index: VectorIndex) -> list[Verification]:
-        """Every fit of one frame (BGR, at ``FRAME_SIDE``) to a reference variant."""
-        a = index.arrays
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        xy, desc = describe(gray, FRAME_FEATURES)
-        if len(desc) < MIN_INLIERS or len(a["desc"]) == 0:
-            return []
-        k = min(KNN, len(a["desc"]))
-        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(desc, a["desc"], k=k)
-        dist = np.full((len(desc), k), 256.0, np.float32)
-        ids = np.full((len(desc), k), -1, np.int64)
-        for q, row in enumerate(knn):
-            for j, mt in enumerate(row):
-                dist[q, j], ids[q, j] = mt.distance, mt.trainIdx
-        out = []
-        for v, (qi, ri) in candidate_matches(dist, ids, a["variant"]).items():
-            if len(qi) < MIN_INLIERS // 2:
-                continue
-            m = index.meta[v]
-            size = (float(m["size"][0]), float(m["size"][1]))
-            got = fit(xy, a["xy"], qi, ri, size, v)
-            if got is None:
-                continue
-            ver, transform = got
-            if ver.sane and ver.inliers >= MIN_INLIERS // 2:
-                tw, th = m["thumb"]
-                thumb = a["thumb"][v][:th, :tw]
-                ver.agreement, ver.visible = pixel_agreement(bgr, thumb, transform, size)
-            out.append(ver)
-        return out
-
-    @staticmethod
-    def verified(ver: Verification, min_inliers: int) -> bool:
-        """The fit proves a copy: enough inliers, sane transform, pixels reproduced."""
-        return (
-            ver.sane
-            and ver.inliers >= min_inliers
-            and ver.visible >= MIN_VISIBLE
-            and ver.agreement >= MIN_AGREEMENT
-        )
-
-    def compare(
-        self, video: VideoEvidence, refs: ReferenceSet, index: VectorIndex | None
-    ) -> list[SignalResult]:
-        if index is None or index.ntotal == 0 or "desc" not in index.arrays:
-            return []
-        used: list[int] = []  # positions of the frames read
-        best: dict[int, dict[int, Verification]] = {}  # character -> frame -> best fit
-        for i, f in enumerate(video.frames):
-            if not f.image_path:
-                continue
-            path = self.frame_path(video, f.image_path)
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-            if bgr is None:  # cleaned up or unreadable
-                continue
-            small, k = _resize_long(bgr, FRAME_SIDE)
-            used.append(i)
-            for ver in self.verify_frame(small, index):
-                ver.box = [[x / k, y / k] for x, y in ver.box]  # frame file pixels
-                ver.scale /= k
-                cid = index.meta[ver.variant]["character_id"]
-                row = best.setdefault(cid, {})
-                old = row.get(i)
-                rank = (self.verified(ver, 1), ver.sane, ver.inliers)
-                if old is None or rank > (self.verified(old, 1), old.sane, old.inliers):
-                    row[i] = ver
-        if not used:
-            return []
-        secs = frame_seconds([video.frames[i].t for i in used], video.duration_s)
-        out = []
-        for cid, row in best.items():
-            char = refs.characters.get(cid)
-            calibrated = char.threshold(self.name) if char is not None else None
-            need_inliers = int(round(calibrated)) if calibrated is not None else MIN_INLIERS
-            fits = [row.get(i) for i in used]
-            ok = np.array([v is not None and self.verified(v, need_inliers) for v in fits])
-            policy = MatchPolicy.for_character(char, 1, copy=True)
-            over, need, seconds, matched = policy.check(ok, secs, len(used))
-            # the best frame: verified first, then most inliers
-            j = max(
-                (j for j, v in enumerate(fits) if v is not None),
-                key=lambda j: (bool(ok[j]), fits[j].inliers),  # type: ignore[union-attr]
-            )
-            ver = fits[j]
-            assert ver is not None
-            m = index.meta[ver.variant]
-            # unverified fits score below 0.5 whatever their inlier count
-            raw = float(ver.inliers)
-            score = calibrate_similarity(
-                raw, need_inliers, 0.0, max(CEILING_INLIERS, need_inliers + 1)
-            )
-            if not ok[j]:
-                score = min(score, 0.49)
-            out.append(
-                SignalResult(
-                    signal=self.name,
-                    kind=self.kind,
-                    character_id=cid,
-                    score=score,
-                    raw=raw,
-                    matched=matched,
-                    frame_t=video.frames[used[j]].t,
-                    reference_id=m["reference_id"],
-                    details={
-                        "inliers": ver.inliers,
-                        "min_inliers": need_inliers,
-                        "calibrated": calibrated is not None,
-                        "matches": ver.matches,
-                        "pixel_agreement": ver.agreement,
-                        "visible": ver.visible,
-                        "variant": "mirrored" if m["mirrored"] else "original",
-                        "scale": ver.scale,
-                        "box": ver.box,
-                        "frames_matched": over,
-                        "frames_needed": need,
-                        "seconds_matched": seconds,
-                        "min_seconds": policy.min_seconds,
-                        "frames_used": len(used),
-                    },
-                )
-            )
-        return out

@@ -1,17 +1,18 @@
 """Matching: claim ``embedded`` videos, run the signals, fuse them per (video, character),
 write :class:`storage.models.Detection` rows and move the videos to ``matched``.
 
-Fusion per (video, character):
+Fusion per (video, character) reads each signal class's ``fusion_role`` (see
+:class:`index.signals.Signal`), never its name:
 
-* **copy**: a PDQ match (a reference picture re-used, also mirrored or letterboxed) or, when
-  PDQ did not match, a geometric match (ORB keypoints verified by RANSAC: also cropped,
-  picture-in-picture or under overlays) flags on its own: ``match_type = "copy"``;
-* **semantic**: the image-embedding signal flags when at least ``detect.min_frames`` frames
-  reach the threshold (temporal consistency); its score is the mean of the ``detect.top_k``
-  best frames. A character registered with prompts but no reference images can be flagged by
-  the text-prompt signal under the same rule; otherwise text prompts only explain;
-* **context** (caption/hashtags naming the character, platform AI label, C2PA) never flags;
-  a caption match adds ``CAPTION_BONUS`` to the score of a flag.
+* **copy** (PDQ: a reference picture re-used, also mirrored or letterboxed; geometric: ORB
+  keypoints verified by RANSAC, also cropped, picture-in-picture or under overlays): a match
+  flags on its own, ``match_type = "copy"``; of several, the first in registry order decides;
+* **semantic** (image embedding): flags when at least ``detect.min_frames`` frames reach the
+  threshold (temporal consistency); its score is the mean of the ``detect.top_k`` best frames;
+* **semantic_fallback** (text prompts): flags like semantic, only for a character with no
+  reference images and no semantic match; otherwise it only explains;
+* **support** (caption/hashtags naming the character) never flags; a match adds the signal's
+  ``fusion_bonus`` to the score of a flag; **explain** (platform AI label, C2PA) only explains.
 
 Policies: a character's ``min_frames`` / ``min_seconds`` (``Character`` columns; None: the
 config default) decide how much of a video must match, for the semantic signals and, when set,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,16 @@ from sqlalchemy import func, select, update
 from tqdm import tqdm
 
 from charwatch.config import Config
-from index.allowlist import normalize_handle
+from index.allowlist import AllowList
 from index.refindex import ReferenceIndex, load_or_build
 from index.signals import (
     COPY,
+    ROLE_COPY,
+    ROLE_SEMANTIC,
+    ROLE_SEMANTIC_FALLBACK,
+    ROLE_SUPPORT,
     SEMANTIC,
+    SIGNAL_CLASSES,
     FrameRow,
     Signal,
     SignalResult,
@@ -50,10 +57,11 @@ from index.signals import (
     embed_threshold,
     make_signals,
 )
-from storage import queue, workers
+from storage import vectors as stored_vectors
+from storage import workers
+from storage import workqueue as queue
 from storage.db import Store
 from storage.models import (
-    AllowedAccount,
     Character,
     Detection,
     Embedding,
@@ -65,7 +73,6 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 16
-CAPTION_BONUS = 0.05
 
 
 class ReembedNeeded(RuntimeError):
@@ -131,12 +138,11 @@ class Decision:
 
 
 def decode_vector(blob: bytes, dim: int) -> np.ndarray:
-    """Stored float16 bytes -> float32 vector, re-normalised (fp16 rounding)."""
-    v = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-    if v.size != dim:
-        raise ReembedNeeded(f"stored vector has {v.size} values, the embedder makes {dim}")
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
+    """Stored bytes -> float32 vector; a vector of another size means re-embedding."""
+    try:
+        return stored_vectors.decode_vector(blob, dim)
+    except stored_vectors.VectorSizeError as exc:
+        raise ReembedNeeded(str(exc)) from exc
 
 
 def load_evidence(
@@ -230,41 +236,6 @@ def _unpruned(rows: list[Any], model_id: str, dim: int, data_dir: Path | str | N
 # allow-list
 
 
-@dataclass
-class AllowList:
-    """Licensed accounts: ``(platform, normalised handle)`` -> the character ids they may
-    show, or None for every character."""
-
-    entries: dict[tuple[str, str], set[int] | None] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, store: Store) -> AllowList:
-        out = cls()
-        with store.session() as s:
-            rows = s.execute(
-                select(AllowedAccount.platform, AllowedAccount.author, AllowedAccount.character_id)
-            ).all()
-        for platform, author, cid in rows:
-            key = ((platform or "").strip().lower(), normalize_handle(author))
-            if not key[1]:
-                continue
-            if cid is None:
-                out.entries[key] = None
-            elif key not in out.entries or out.entries[key] is not None:
-                scope = out.entries.setdefault(key, set())
-                assert scope is not None
-                scope.add(cid)
-        return out
-
-    def allows(self, platform: str, author: str | None, character_id: int) -> bool:
-        """True when this account may show this character (its videos are not flagged)."""
-        key = ((platform or "").strip().lower(), normalize_handle(author))
-        if not key[1] or key not in self.entries:
-            return False
-        scope = self.entries[key]
-        return scope is None or character_id in scope
-
-
 def apply_allow_list(
     video: VideoEvidence, decisions: list[Decision], allow: AllowList
 ) -> tuple[list[Decision], list[Decision]]:
@@ -288,13 +259,31 @@ def run_signals(
     return {sig.name: sig.compare(video, ri.refs, ri.part(sig.name)) for sig in signals}
 
 
+def _first_matched(
+    sigs: dict[str, SignalResult], classes: Sequence[type[Signal]], roles: tuple[str, ...]
+) -> SignalResult | None:
+    """The matched result of the first signal (in ``classes`` order) with one of ``roles``."""
+    for cls in classes:
+        r = sigs.get(cls.name)
+        if cls.fusion_role in roles and r is not None and r.matched:
+            return r
+    return None
+
+
 def fuse(
     cfg: Config,
     video: VideoEvidence,
     ri: ReferenceIndex,
     results: dict[str, list[SignalResult]],
+    signals: Sequence[Signal | type[Signal]] | None = None,
 ) -> list[Decision]:
-    """The flagged characters of one video, with their explanation (see module docstring)."""
+    """The flagged characters of one video, with their explanation (see module docstring).
+
+    ``signals``: the signals (or classes) that made ``results``, in priority order (default:
+    :data:`index.signals.SIGNAL_CLASSES`); each result counts by its class's ``fusion_role``,
+    a result of no listed signal only explains."""
+    listed = SIGNAL_CLASSES if signals is None else signals
+    classes = [s if isinstance(s, type) else type(s) for s in listed]
     by_char: dict[int, dict[str, SignalResult]] = {}
     video_wide: dict[str, SignalResult] = {}
     for name, items in results.items():
@@ -308,17 +297,11 @@ def fuse(
     for cid, sigs in by_char.items():
         if cid not in ri.refs.characters:
             continue
-        pdq, emb, txt, cap = (sigs.get(n) for n in ("pdq", "embedding", "text_prompt", "caption"))
-        geo = sigs.get("geometric")
         has_images = bool(ri.refs.positives(cid))
-        copy_src = pdq if pdq is not None and pdq.matched else None
-        if copy_src is None and geo is not None and geo.matched:
-            copy_src = geo
-        semantic_src = None
-        if emb is not None and emb.matched:
-            semantic_src = emb
-        elif txt is not None and txt.matched and not has_images:
-            semantic_src = txt
+        copy_src = _first_matched(sigs, classes, (ROLE_COPY,))
+        semantic_src = _first_matched(sigs, classes, (ROLE_SEMANTIC,))
+        if semantic_src is None and not has_images:
+            semantic_src = _first_matched(sigs, classes, (ROLE_SEMANTIC_FALLBACK,))
         if copy_src is None and semantic_src is None:
             continue
         if copy_src is not None:
@@ -328,28 +311,54 @@ def fuse(
             assert semantic_src is not None
             primary, match_type = semantic_src, SEMANTIC
             score = semantic_src.score
-        bonus = CAPTION_BONUS if cap is not None and cap.matched else 0.0
+        bonus = sum(
+            (
+                cls.fusion_bonus
+                for cls in classes
+                if cls.fusion_role == ROLE_SUPPORT and cls.name in sigs and sigs[cls.name].matched
+            ),
+            0.0,
+        )
         score = min(1.0, score + bonus)
         explanation = {name: r.as_json() for name, r in sigs.items()}
         explanation.update({name: r.as_json() for name, r in video_wide.items()})
         char = ri.refs.characters[cid]
-        explanation["fusion"] = {
+        fusion: dict[str, Any] = {
             "match_type": match_type,
             "decided_by": primary.signal,
             "caption_bonus": bonus,
-            "embed_threshold": (emb.details.get("threshold") if emb is not None else None)
-            or embed_threshold(cfg.detect, ri.embedder_id),
-            "pdq_max_distance": (pdq.details.get("max_distance") if pdq is not None else None)
-            or cfg.detect.pdq_max_distance,
-            "calibrated": sorted(name for name, _ in char.thresholds),
-            "top_k": cfg.detect.top_k,
-            "min_frames": char.min_frames if char.min_frames is not None else cfg.detect.min_frames,
-            "min_seconds": char.min_seconds or 0.0,
-            "frames": len(video.frames),
         }
+        for cls in classes:  # the threshold each signal applied (or would apply)
+            if cls.fusion_threshold_key is None:
+                continue
+            r = sigs.get(cls.name)
+            detail = cls.threshold_detail
+            applied = r.details.get(detail) if r is not None and detail is not None else None
+            fusion[cls.fusion_threshold_key] = applied or cls.threshold_default(
+                cfg.detect, ri.embedder_id
+            )
+        fusion.update(
+            {
+                "calibrated": sorted(name for name, _ in char.thresholds),
+                "top_k": cfg.detect.top_k,
+                "min_frames": char.min_frames
+                if char.min_frames is not None
+                else cfg.detect.min_frames,
+                "min_seconds": char.min_seconds or 0.0,
+                "frames": len(video.frames),
+            }
+        )
+        explanation["fusion"] = fusion
         ref_id = primary.reference_id
-        if ref_id is None and emb is not None:
-            ref_id = emb.reference_id
+        if ref_id is None:  # e.g. a prompt match: name the nearest reference picture
+            ref_id = next(
+                (
+                    sigs[cls.name].reference_id
+                    for cls in classes
+                    if cls.fusion_role == ROLE_SEMANTIC and cls.name in sigs
+                ),
+                None,
+            )
         out.append(
             Decision(
                 character_id=cid,
@@ -372,7 +381,7 @@ def detect_video(
     """Signals + fusion for one loaded video (no database writes)."""
     if video.data_dir is None:
         video.data_dir = str(cfg.data_dir)
-    return fuse(cfg, video, ri, run_signals(video, ri, signals))
+    return fuse(cfg, video, ri, run_signals(video, ri, signals), signals)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Files, per embedder (``<slug>`` is a file-safe form of the embedder id):
 * ``bank-<slug>.npz``: the background-bank embeddings (see :func:`background_bank`).
 
 Every file is written to a temporary name, fsynced, then renamed over the old one
-(``os.replace``), so a crash leaves either the old or the new index, never a torn one; a
+(:mod:`storage.files`), so a crash leaves either the old or the new index, never a torn one; a
 sidecar whose data file is missing or does not match its checksum makes the index rebuild.
 An index is only used with the embedder whose id it carries: another embedder gets its own.
 """
@@ -23,10 +23,8 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +36,6 @@ from PIL import Image, ImageDraw, ImageOps
 from sqlalchemy import select
 
 from charwatch.config import Config
-from index.registry import reference_file
 from index.signals import (
     CharacterRef,
     IndexInputs,
@@ -48,8 +45,11 @@ from index.signals import (
     VectorIndex,
     make_signals,
 )
+from pipeline.media import objects_for
 from pipeline.regions import VERSION as REGIONS_VERSION
+from storage.blobs import data_file
 from storage.db import Store
+from storage.files import atomic_write_bytes
 from storage.models import Character, CharacterThreshold, Reference
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ BANK_VERSION = 3
 BANK_SIZE = 128
 BANK_SEED = 20240611
 STALE_TMP_S = 3600
-
-
-class ReferenceIndexError(RuntimeError):
-    """The reference index cannot be built or used."""
 
 
 @dataclass
@@ -125,6 +121,7 @@ def fingerprint(
 ) -> str:
     """A hash of everything an index depends on: references (content, polarity, file
     present), prompts, the signals indexed and the index recipe version."""
+    objects_for(cfg)  # reference files are fetched from a remote object store
     doc = {
         "version": INDEX_VERSION,
         "bank": [BANK_VERSION, bank_size, BANK_SEED, REGIONS_VERSION],
@@ -136,7 +133,7 @@ def fingerprint(
                 r.character_id,
                 r.sha256,
                 r.negative,
-                reference_file(cfg, r.path).is_file(),
+                data_file(cfg.data_dir, r.path).is_file(),
             )
             for r in refs.images
         ],
@@ -146,7 +143,8 @@ def fingerprint(
 
 def load_reference_image(cfg: Config, ref: ReferenceImage) -> Image.Image | None:
     """The reference picture as RGB (transparency flattened onto white); None if unusable."""
-    path = reference_file(cfg, ref.path)
+    objects_for(cfg)  # fetched from a remote object store
+    path = data_file(cfg.data_dir, ref.path)
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
@@ -288,7 +286,7 @@ def background_bank(
     per_frame = embedder.embed_frames(pictures)
     vectors = np.concatenate([np.asarray(f.vectors, np.float32) for f in per_frame])
     buf = _npz_bytes(vectors=vectors, tag=np.array([tag]))
-    atomic_write(path, buf)
+    atomic_write_bytes(path, buf)
     return vectors
 
 
@@ -312,31 +310,6 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, rename over ``path``, fsync the dir."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def save_index(cfg: Config, ri: ReferenceIndex) -> Path:
     """Write the data file, then the sidecar; remove older data files of this embedder."""
     folder = index_dir(cfg)
@@ -344,7 +317,7 @@ def save_index(cfg: Config, ri: ReferenceIndex) -> Path:
     data_name = f"{slug}-{ri.fingerprint[:16]}.npz"
     blobs = {name: np.frombuffer(vi.to_bytes(), dtype=np.uint8) for name, vi in ri.parts.items()}
     data = _npz_bytes(**blobs)
-    atomic_write(folder / data_name, data)
+    atomic_write_bytes(folder / data_name, data)
     sidecar = {
         "format": "charwatch-reference-index",
         "version": INDEX_VERSION,
@@ -360,7 +333,7 @@ def save_index(cfg: Config, ri: ReferenceIndex) -> Path:
         },
     }
     side_path = folder / f"{slug}.json"
-    atomic_write(side_path, json.dumps(sidecar, ensure_ascii=False).encode())
+    atomic_write_bytes(side_path, json.dumps(sidecar, ensure_ascii=False).encode())
     cleanup_superseded(folder, slug, keep=data_name)
     ri.path = side_path
     return side_path

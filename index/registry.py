@@ -2,8 +2,9 @@
 
 Reference images are validated with PIL and copied under
 ``<data_dir>/references/<slug>/<sha256>.<ext>`` (deduplicated by content hash per character).
-``Reference.path`` holds that path relative to ``data_dir`` (POSIX separators); use
-:func:`reference_file` to resolve it.
+``Reference.path`` holds that path relative to ``data_dir`` (POSIX separators); resolve it with
+:func:`storage.blobs.data_file` once :func:`pipeline.media.objects_for` has activated the
+config's object store.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -25,8 +24,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from charwatch.config import Config
-from pipeline.media import data_file, objects_for
+from charwatch.errors import UsageError
+from pipeline.media import objects_for
+from storage.blobs import data_file
 from storage.db import Store
+from storage.files import atomic_copy
 from storage.models import Character, Detection, Reference
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -36,7 +38,7 @@ _TOML_KEYS = {"name", "franchise", "aliases", "prompts", "rights_holder"}
 _FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
 
 
-class RegistryError(ValueError):
+class RegistryError(UsageError):
     """A bad registry request: duplicate or unknown name, unreadable image, bad character.toml."""
 
 
@@ -53,13 +55,6 @@ def slugify(name: str) -> str:
         digest = hashlib.sha1(normalize_text(name).encode()).hexdigest()[:8]
         slug = f"{slug}-{digest}"
     return slug
-
-
-def reference_file(cfg: Config, path: str) -> Path:
-    """The file of a ``Reference.path`` (relative to ``data_dir`` unless absolute; fetched
-    from the object store first when ``data_dir`` is one)."""
-    objects_for(cfg)
-    return data_file(cfg.data_dir, path)
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -109,17 +104,7 @@ def _copy_into(cfg: Config, slug: str, img: _CheckedImage) -> str:
     rel = Path("references") / slug / f"{img.sha256}.{img.ext}"
     dest = cfg.data_dir / rel
     if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=f".{img.ext}")
-        try:
-            with os.fdopen(fd, "wb") as out, img.path.open("rb") as src:
-                shutil.copyfileobj(src, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_copy(img.path, dest)
     if (objects := objects_for(cfg)) is not None:
         objects.put_file(dest, rel.as_posix())  # every machine's index reads it
     return rel.as_posix()
@@ -300,12 +285,13 @@ def remove_character(cfg: Config, store: Store, name: str) -> bool:
         s.delete(char)
         s.flush()
         still_used = set(s.scalars(select(Reference.path).where(Reference.path.in_(paths))))
+    objects = objects_for(cfg)
     for rel in paths:
         if rel in still_used:
             continue
-        f = reference_file(cfg, rel)
+        f = data_file(cfg.data_dir, rel, fetch=False)
         f.unlink(missing_ok=True)
-        if (objects := objects_for(cfg)) is not None and not Path(rel).is_absolute():
+        if objects is not None and not Path(rel).is_absolute():
             objects.delete(rel)
         with contextlib.suppress(OSError):
             f.parent.rmdir()

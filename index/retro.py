@@ -253,12 +253,6 @@ def retro_scan(
     return res
 
 
-def character_ids_by_name(store: Store, names: Sequence[str]) -> list[int]:
-    """Ids of the named characters (exact names, as stored)."""
-    with store.session() as s:
-        return list(s.scalars(select(Character.id).where(Character.name.in_(list(names)))))
-
-
 def has_archived_frames(store: Store) -> bool:
     """True when any matched video has stored frame vectors (a scan could find something)."""
     with store.session() as s:

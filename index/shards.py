@@ -36,7 +36,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -50,9 +49,11 @@ import numpy as np
 from sqlalchemy import func, select, update
 
 from charwatch.config import Config
-from index.refindex import atomic_write, embedder_slug, index_dir
+from index.refindex import embedder_slug, index_dir
 from storage.db import Store
+from storage.files import atomic_path, atomic_write_bytes, fsync_dir, fsync_file
 from storage.models import Embedding
+from storage.vectors import fits, stack_f16
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ CHUNK = 65_536  # rows per block when streaming a shard
 COPY_BLOCK = 1 << 20
 
 
+class _NothingWritten(Exception):
+    """A new shard got no rows (its temporary files are dropped)."""
+
+
 class ShardError(RuntimeError):
     """The shard store cannot be used as asked."""
 
@@ -86,20 +91,6 @@ def shard_dir_at(data_dir: Path | str, embedder_id: str) -> Path:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _sha256_file(path: Path) -> str:
@@ -359,56 +350,50 @@ class ShardStore:
         counts only once :meth:`commit` lists it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"shard-{self.generation + 1:06d}-{uuid.uuid4().hex[:8]}"
-        tmp_ids = self.folder / f".{name}.ids.tmp"
-        tmp_vec = self.folder / f".{name}.f16.tmp"
         h_ids, h_vec = hashlib.sha256(), hashlib.sha256()
         n, first, last = 0, None, None
         try:
-            with open(tmp_ids, "wb") as fi, open(tmp_vec, "wb") as fv:
-                for ids, vecs in batches:
-                    ids = np.ascontiguousarray(ids, dtype=np.int64)
-                    vecs = np.ascontiguousarray(vecs, dtype=np.float16)
-                    if not len(ids):
-                        continue
-                    if vecs.shape != (len(ids), self.dim):
-                        raise ShardError(f"batch of shape {vecs.shape}, expected {self.dim}-d")
-                    if (last is not None and ids[0] <= last) or np.any(np.diff(ids) <= 0):
-                        raise ShardError("shard ids must be strictly ascending")
-                    first = int(ids[0]) if first is None else first
-                    last = int(ids[-1])
-                    b_ids, b_vec = ids.tobytes(), vecs.tobytes()
-                    fi.write(b_ids)
-                    fv.write(b_vec)
-                    h_ids.update(b_ids)
-                    h_vec.update(b_vec)
-                    n += len(ids)
-                for f in (fi, fv):
-                    f.flush()
-                    os.fsync(f.fileno())
-            if n == 0:
-                return None
-            sh = Shard(
-                name=name,
-                n=n,
-                id_min=int(first),
-                id_max=int(last),
-                ids_sha256=h_ids.hexdigest(),
-                vec_sha256=h_vec.hexdigest(),
-                created_at=_now(),
-            )
-            os.replace(tmp_vec, self.folder / sh.vec_file)
-            os.replace(tmp_ids, self.folder / sh.ids_file)
-            _fsync_dir(self.folder)
-            return sh
-        finally:
-            tmp_ids.unlink(missing_ok=True)
-            tmp_vec.unlink(missing_ok=True)
+            with (
+                atomic_path(self.folder / f"{name}.f16") as tmp_vec,
+                atomic_path(self.folder / f"{name}.ids") as tmp_ids,
+            ):
+                with open(tmp_ids, "wb") as fi, open(tmp_vec, "wb") as fv:
+                    for ids, vecs in batches:
+                        ids = np.ascontiguousarray(ids, dtype=np.int64)
+                        vecs = np.ascontiguousarray(vecs, dtype=np.float16)
+                        if not len(ids):
+                            continue
+                        if vecs.shape != (len(ids), self.dim):
+                            raise ShardError(f"batch of shape {vecs.shape}, expected {self.dim}-d")
+                        if (last is not None and ids[0] <= last) or np.any(np.diff(ids) <= 0):
+                            raise ShardError("shard ids must be strictly ascending")
+                        first = int(ids[0]) if first is None else first
+                        last = int(ids[-1])
+                        b_ids, b_vec = ids.tobytes(), vecs.tobytes()
+                        fi.write(b_ids)
+                        fv.write(b_vec)
+                        h_ids.update(b_ids)
+                        h_vec.update(b_vec)
+                        n += len(ids)
+                if n == 0:
+                    raise _NothingWritten
+        except _NothingWritten:
+            return None
+        return Shard(
+            name=name,
+            n=n,
+            id_min=int(first),
+            id_max=int(last),
+            ids_sha256=h_ids.hexdigest(),
+            vec_sha256=h_vec.hexdigest(),
+            created_at=_now(),
+        )
 
     def _write_deleted(self, deleted: np.ndarray) -> str | None:
         if not len(deleted):
             return None
         name = f"deleted-{self.generation + 1:06d}-{uuid.uuid4().hex[:8]}.i64"
-        atomic_write(self.folder / name, np.asarray(deleted, np.int64).tobytes())
+        atomic_write_bytes(self.folder / name, np.asarray(deleted, np.int64).tobytes())
         return name
 
     def commit(self) -> Path:
@@ -430,7 +415,7 @@ class ShardStore:
             "updated_at": _now(),
         }
         path = self.folder / MANIFEST
-        atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
+        atomic_write_bytes(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
         self.damaged = []
         self._cleanup()
         return path
@@ -502,7 +487,7 @@ class ShardStore:
                     return
                 continue
             last = max(last, int(rows[-1][0]))
-            good = [(int(i), b) for i, b in rows if b is not None and len(b) == 2 * self.dim]
+            good = [(int(i), b) for i, b in rows if fits(b, self.dim)]
             if len(good) < len(rows):
                 log.warning(
                     "archive %s: %d stored vector(s) pruned or of another dimension; skipped",
@@ -510,11 +495,7 @@ class ShardStore:
                     len(rows) - len(good),
                 )
             out_ids = np.array([i for i, _ in good], dtype=np.int64)
-            vecs = (
-                np.frombuffer(b"".join(b for _, b in good), dtype=np.float16).reshape(-1, self.dim)
-                if good
-                else np.zeros((0, self.dim), np.float16)
-            )
+            vecs = stack_f16([b for _, b in good], self.dim)
             yield out_ids, vecs, last
 
     def sync(self, store: Store, *, shard_max: int = SHARD_MAX) -> SyncStats:
@@ -602,7 +583,7 @@ class ShardStore:
         index.train(np.ascontiguousarray(train))
         seconds = time.perf_counter() - t0
         name = f"trained-{uuid.uuid4().hex[:8]}.faiss"
-        atomic_write(self.folder / name, faiss.serialize_index(index).tobytes())
+        atomic_write_bytes(self.folder / name, faiss.serialize_index(index).tobytes())
         self.trained = {
             "file": name,
             "kind": "ivfpq",
@@ -641,14 +622,8 @@ class ShardStore:
                 np.ascontiguousarray(ids[i : i + CHUNK]),
             )
         name = f"{sh.name}-{uuid.uuid4().hex[:8]}.ivfpq"
-        tmp = self.folder / f".{name}.tmp"
-        try:
+        with atomic_path(self.folder / name) as tmp:
             faiss.write_index(index, str(tmp))
-            _fsync_file(tmp)
-            os.replace(tmp, self.folder / name)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(self.folder)
         sh.codes = name
         sh.codes_size = (self.folder / name).stat().st_size
         sh.codes_trained = self.trained["file"] if self.trained else None
@@ -698,8 +673,8 @@ class ShardStore:
         del index  # unmaps the inverted lists
         for p in (data, idx):
             if p.is_file():
-                _fsync_file(p)
-        _fsync_dir(self.folder)
+                fsync_file(p)
+        fsync_dir(self.folder)
         self.merged = {
             "index_file": idx.name,
             "data_file": data.name,

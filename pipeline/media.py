@@ -8,7 +8,6 @@ enough to reject audio-only, empty and unreadable files with a clear reason befo
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import re
@@ -108,25 +107,9 @@ def to_data_path(data_dir: Path, path: Path) -> str:
         return str(path)
 
 
-def data_file(data_dir: Path, stored: str) -> Path:
-    """The file of a stored path (relative to ``data_dir`` unless absolute).
-
-    When a remote object store is active (``storage.data_dir`` is an ``s3://`` URL) and the
-    file is not here yet, it is fetched into ``data_dir`` first; a missing object stays missing.
-    """
-    p = Path(stored)
-    if p.is_absolute():
-        return p
-    local = data_dir / p
-    objects = blobs.active()
-    if objects is not None and stored and not local.exists():
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            objects.local_path(stored)
-    return local
-
-
 def objects_for(cfg: Config) -> blobs.Blobs | None:
-    """The remote object store of the config (activated for this process), or None."""
+    """The remote object store of the config (activated for this process, so
+    :func:`storage.blobs.data_file` fetches from it), or None."""
     st = cfg.storage
     if not st.objects_remote:
         return None

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from charwatch.config import Config
-from pipeline.media import data_file
+from storage.blobs import data_file
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState, utcnow
 

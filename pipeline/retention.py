@@ -9,6 +9,7 @@ from sqlalchemy import exists, select
 from charwatch.config import Config
 from pipeline.media import objects_for
 from storage import Detection, Store, Video, VideoState
+from storage.blobs import data_file
 
 
 def apply_retention(cfg: Config, store: Store) -> int:
@@ -30,7 +31,7 @@ def apply_retention(cfg: Config, store: Store) -> int:
             q = q.where(~exists().where(Detection.video_id == Video.id))
         for video in s.scalars(q):
             stored = video.media_path or ""
-            path = Path(stored) if Path(stored).is_absolute() else cfg.data_dir / stored
+            path = data_file(cfg.data_dir, stored, fetch=False)
             if path.is_file():
                 path.unlink()
                 deleted += 1

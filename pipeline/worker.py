@@ -1,6 +1,6 @@
 """The processing loop: discovered -> downloaded -> frames -> embedded, over the durable queue.
 
-Videos are claimed with a lease (``storage.queue``) in small chunks. Downloads (network I/O) run
+Videos are claimed with a lease (``storage.workqueue``) in small chunks. Downloads (network I/O) run
 in one thread pool; frame sampling (an ffmpeg child process) and writing the frame and thumbnail
 JPEGs run in a second, small one, so decoding the next videos overlaps the embedding of the
 current batch on the main thread. The number of videos downloaded or being sampled ahead of the
@@ -10,7 +10,7 @@ main thread is bounded, so memory and disk stay bounded. Embedding is batched ac
 Every stage is idempotent per video: it replaces what an earlier, interrupted attempt of the same
 stage wrote (rows and files) and only then moves the video's state on. Each stage's rows and its
 state change commit in one transaction that first locks the video's row and checks that this
-loop still holds the lease (``queue.leased``), so a loop whose lease was taken over (it stalled,
+loop still holds the lease (``workqueue.leased``), so a loop whose lease was taken over (it stalled,
 or was judged dead) writes nothing over the new holder's work. Frame files carry the attempt in
 their folder name (``frames/<video id>/<attempt>/``), so two attempts never write the same file;
 a losing attempt removes its own folder, a winning one the folders of earlier attempts. A
@@ -32,7 +32,7 @@ platform take slots from its rate budget, shared with every other process on the
 from __future__ import annotations
 
 import logging
-import queue as queue_mod
+import queue
 import re
 import shutil
 import sys
@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -56,11 +55,13 @@ from charwatch.config import Config, ConfigError, PlatformConfig
 from pipeline.download import DownloadError, DownloadResult, YtdlpSessions, batch_options, download
 from pipeline.embedders.base import Embedder, FrameVectors
 from pipeline.frames import FramesError, SampledFrame, sample_frames
-from pipeline.media import data_file, jpeg_round_trip, objects_for, probe, to_data_path
+from pipeline.media import jpeg_round_trip, objects_for, probe, to_data_path
 from pipeline.provenance import read_c2pa
-from storage import platform_state, queue, workers
+from storage import platform_state, workers, workqueue
+from storage.blobs import data_file
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState, utcnow
+from storage.vectors import encode_vectors
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class _Job:
     state: str
     media_path: str | None = None
     duration_s: float | None = None
-    token: str = ""  # this attempt's name in the files it writes (queue.attempt_token)
+    token: str = ""  # this attempt's name in the files it writes (workqueue.attempt_token)
     result: DownloadResult | None = None
     c2pa: dict[str, Any] | None = None
     error: BaseException | None = None
@@ -246,7 +247,7 @@ class _Loop:
         self.embed_buf: list[_EmbedItem] = []
         self.max_ahead = DOWNLOAD_WORKERS * 2  # downloaded or downloading, not yet sampled
         # bounded; never full in practice, since at most max_ahead downloads are submitted
-        self.done: queue_mod.Queue[_Job] = queue_mod.Queue(maxsize=self.max_ahead * 2)
+        self.done: queue.Queue[_Job] = queue.Queue(maxsize=self.max_ahead * 2)
         self.inflight: set[Future[_Job]] = set()
         self.exhausted = False
         self.gates: dict[str, _Gate] = {}
@@ -308,12 +309,12 @@ class _Loop:
         for pause in platform_state.active_pauses(self.store):
             self._note_pause(pause)
         skip = set(self.paused) | set(self.stats.deferred)
-        ids = queue.claim(
+        ids = workqueue.claim(
             self.store, self.owner, n, self.pcfg.lease_s, states=STATES, skip_platforms=skip
         )
         if not ids:
             self.exhausted = True
-            self.stats.busy = queue.held_by_others(
+            self.stats.busy = workqueue.held_by_others(
                 self.store, self.owner, STATES, skip_platforms=skip
             )
             return
@@ -325,7 +326,7 @@ class _Loop:
             v = videos[vid]
             job = _Job(vid, v.platform, v.platform_id, v.url, v.state, v.media_path, v.duration_s)
             self.attempts += 1
-            job.token = queue.attempt_token(self.owner, self.attempts)
+            job.token = workqueue.attempt_token(self.owner, self.attempts)
             self._route(job)
 
     def _route(self, job: _Job) -> None:
@@ -348,7 +349,7 @@ class _Loop:
         if time.monotonic() - self.last_renew < self.pcfg.lease_s / 3:
             return
         self.last_renew = time.monotonic()
-        kept = queue.renew_many(self.store, self.owner, self.held, self.pcfg.lease_s)
+        kept = workqueue.renew_many(self.store, self.owner, self.held, self.pcfg.lease_s)
         for vid in self.held - kept:
             self._lost(vid)
 
@@ -365,7 +366,7 @@ class _Loop:
         if vid not in self.held:
             return
         message = f"{stage}: {reason}"
-        outcome = queue.fail(
+        outcome = workqueue.fail(
             self.store,
             self.owner,
             vid,
@@ -468,7 +469,7 @@ class _Loop:
 
     def _release(self, job: _Job) -> None:
         if job.video_id in self.held:
-            queue.release(self.store, self.owner, job.video_id)
+            workqueue.release(self.store, self.owner, job.video_id)
             self.held.discard(job.video_id)
             self.stats.released += 1
 
@@ -488,7 +489,7 @@ class _Loop:
         while True:
             try:
                 job = self.done.get_nowait()
-            except queue_mod.Empty:
+            except queue.Empty:
                 return n
             self._collect(job)
             n += 1
@@ -550,9 +551,9 @@ class _Loop:
             if duration is not None:
                 values["duration_s"] = float(duration)
         try:
-            with queue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
-                queue.set_state(s, vid, VideoState.DOWNLOADED, **values)
-        except queue.LeaseLost:
+            with workqueue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
+                workqueue.set_state(s, vid, VideoState.DOWNLOADED, **values)
+        except workqueue.LeaseLost:
             self._lost(vid)
             return
         self.stats.downloaded += 1
@@ -671,16 +672,16 @@ class _Loop:
                 return
             drop_media = self.pcfg.keep_media == "none" and bool(job.media_path)
             try:
-                with queue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
+                with workqueue.leased(self.store, self.owner, vid, self.pcfg.lease_s) as s:
                     item = self._store_frames(s, vid, res)
                     values: dict[str, Any] = {"error": None}
                     if drop_media:
                         values["media_path"] = None
-                    queue.set_state(s, vid, VideoState.FRAMES, **values)
+                    workqueue.set_state(s, vid, VideoState.FRAMES, **values)
                     s.flush()
                     # under the row lock: no other attempt can commit frames meanwhile
                     self._drop_other_attempts(vid, job.token)
-            except queue.LeaseLost:
+            except workqueue.LeaseLost:
                 self._lost(vid, job)
                 return
             self.stats.frames += len(item.frame_ids)
@@ -767,13 +768,13 @@ class _Loop:
                     frame_id=fid,
                     region=region,
                     model_id=model_id,
-                    vector=vec.astype(np.float16).tobytes(),
+                    vector=blob,
                 )
                 for fid, fv in zip(it.frame_ids, frames, strict=True)
-                for region, vec in zip(fv.names, fv.vectors, strict=True)
+                for region, blob in zip(fv.names, encode_vectors(fv.vectors), strict=True)
             ]
             try:
-                with queue.leased(self.store, self.owner, it.video_id) as s:
+                with workqueue.leased(self.store, self.owner, it.video_id) as s:
                     s.execute(
                         delete(Embedding).where(
                             Embedding.frame_id.in_(it.frame_ids), Embedding.model_id == model_id
@@ -781,7 +782,7 @@ class _Loop:
                     )
                     s.add_all(rows)
                     # embedded: the lease ends with the rows (the matcher claims it next)
-                    queue.set_state(
+                    workqueue.set_state(
                         s,
                         it.video_id,
                         VideoState.EMBEDDED,
@@ -789,7 +790,7 @@ class _Loop:
                         lease_owner=None,
                         lease_expires=None,
                     )
-            except queue.LeaseLost:
+            except workqueue.LeaseLost:
                 self._lost(it.video_id)
                 continue
             self.stats.processed += 1
@@ -810,7 +811,7 @@ class _Loop:
     def run(self) -> ProcessStats:
         start = time.perf_counter()
         heartbeat = workers.Heartbeat(self.store, self.owner).start()
-        queue.sweep(self.store)  # forget dead workers, free expired leases
+        workqueue.sweep(self.store)  # forget dead workers, free expired leases
         try:
             while not self.stop.is_set():
                 self.wake.clear()  # before looking, so no completion goes unnoticed
@@ -861,7 +862,7 @@ class _Loop:
         finally:
             self.sessions.close()
             for vid in list(self.held):
-                queue.release(self.store, self.owner, vid)
+                workqueue.release(self.store, self.owner, vid)
                 self.stats.released += 1
             self.held.clear()
 
@@ -886,7 +887,7 @@ def process_pending(
         store,
         embedder,
         limit,
-        owner or queue.worker_id(),
+        owner or workqueue.worker_id(),
         progress,
         stop or threading.Event(),
     )

@@ -9,13 +9,13 @@ it as text instead of evaluating it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from reports.data import iso_time
+from storage.files import atomic_path
 
 CSV_COLUMNS: tuple[str, ...] = (
     "platform",
@@ -87,7 +87,6 @@ def csv_frame(flags: pd.DataFrame) -> pd.DataFrame:
 
 def write_csv(flags: pd.DataFrame, path: Path) -> Path:
     """Write the flag CSV to ``path`` (via a temporary file, so no half-written CSV remains)."""
-    tmp = path.with_name(path.name + ".part")
-    csv_frame(flags).to_csv(tmp, index=False, encoding=CSV_ENCODING, lineterminator="\r\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        csv_frame(flags).to_csv(tmp, index=False, encoding=CSV_ENCODING, lineterminator="\r\n")
     return path

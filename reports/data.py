@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,7 +11,6 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from charwatch.errors import UsageError
-from pipeline.media import data_file
 from storage import Character, CrawlRun, Detection, Frame, ListingStatus, Video, VideoState
 
 
@@ -275,14 +273,3 @@ def load_crawl_runs(session: Session, period: Period, platform: str | None) -> p
     df["finished_at"] = _time_col(df["finished_at"])
     df["failed"] = df["status"].isin(ListingStatus.FAILURES)
     return df
-
-
-def resolve_path(data_dir: Path, stored: str | None) -> Path | None:
-    """A stored file path: as written when it exists, else below ``data_dir``."""
-    if not stored:
-        return None
-    p = Path(stored)
-    if p.is_absolute() or p.exists():
-        return p
-    under = data_file(data_dir, stored)  # fetched from the object store when remote
-    return under if under.exists() else p

@@ -26,8 +26,10 @@ from typing import Any
 
 from charwatch import __version__
 from charwatch.config import Config
-from reports.data import ReportError, iso_time, resolve_path
+from reports.data import ReportError, iso_time
 from storage import Detection, Frame, Store, utcnow
+from storage.blobs import data_file
+from storage.files import atomic_path
 
 
 class UnknownDetectionError(ReportError, LookupError):
@@ -79,7 +81,7 @@ def _fill(cfg: Config, det: Detection, frames: list[Frame], folder: Path, now: d
         "recorded_bytes": video.media_bytes,
         "present": False,
     }
-    src = resolve_path(cfg.data_dir, video.media_path)
+    src = data_file(cfg.data_dir, video.media_path) if video.media_path else None
     if src is not None and src.is_file():
         name = "video" + _suffix(src, ".mp4")
         shutil.copyfile(src, folder / name)
@@ -132,7 +134,7 @@ def _fill(cfg: Config, det: Detection, frames: list[Frame], folder: Path, now: d
         if stored in seen and stem != "best_frame":
             continue
         seen.add(stored)
-        p = resolve_path(cfg.data_dir, stored)
+        p = data_file(cfg.data_dir, stored) if stored else None
         entry: dict[str, Any] = {"t": t, "original_path": stored}
         if p is not None and p.is_file():
             (folder / "frames").mkdir(exist_ok=True)
@@ -280,14 +282,15 @@ def export_evidence(
             folder.mkdir()
             _fill(cfg, det, frames, folder, now)
             if zip:
-                part = target.with_name(target.name + ".part")
-                with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
+                with (
+                    atomic_path(target) as part,
+                    zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf,
+                ):
                     for f in sorted(folder.rglob("*")):
                         if f.is_file():
                             video = f.name.startswith("video.") and f.suffix != ".sha256"
                             method = zipfile.ZIP_STORED if video else zipfile.ZIP_DEFLATED
                             zf.write(f, f"{folder.name}/{f.relative_to(folder).as_posix()}", method)
-                os.replace(part, target)
             else:
                 os.replace(folder, target)
     return target

@@ -25,7 +25,8 @@ from PIL import Image, UnidentifiedImageError
 
 from charwatch.config import PLATFORMS
 from charwatch.platforms import display_name
-from reports.data import fmt_time, iso_time, resolve_path
+from reports.data import fmt_time, iso_time
+from storage.blobs import data_file
 
 TEMPLATES = Path(__file__).with_name("templates")
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
@@ -107,7 +108,7 @@ class ThumbCache:
         if not stored:
             return None
         if stored not in self._cache:
-            self._cache[stored] = self._load(resolve_path(self.data_dir, stored))
+            self._cache[stored] = self._load(data_file(self.data_dir, stored))
         return self._cache[stored]
 
     def _load(self, path: Path | None) -> str | None:
@@ -368,7 +369,8 @@ def cards(
         vid = int(row["video_id"])
         card = out.get(vid)
         if card is None:
-            media = resolve_path(data_dir, _opt(row["media_path"]))
+            media_stored = _opt(row["media_path"])
+            media = data_file(data_dir, media_stored) if media_stored else None
             hashtags = row["hashtags"] if isinstance(row["hashtags"], list) else []
             card = out[vid] = {
                 "video_id": vid,

@@ -8,7 +8,6 @@ overwritten (a ``-2``, ``-3`` … suffix is added instead).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from reports.html import (
     trend_chart,
 )
 from storage import ReportRun, Store, platform_state, utcnow
+from storage.files import atomic_write_text
 
 PREFIX = "charwatch-report-"
 INDEX_NAME = "index.html"
@@ -57,12 +57,6 @@ class ReportResult:
     csv_path: Path
     flags: int
     index_path: Path
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _reserve(out_dir: Path, now: dt.datetime) -> tuple[Path, Path]:
@@ -234,7 +228,7 @@ def write_report(
             csv_name=csv_path.name,
             pauses=platform_state.active_pauses(store),
         )
-        _write_text(html_path, render_report(context))
+        atomic_write_text(html_path, render_report(context))
     except BaseException:
         if html_path.exists() and html_path.stat().st_size == 0:
             html_path.unlink()
@@ -290,5 +284,5 @@ def write_index(store: Store, out_dir: Path) -> Path:
         }
     rows = sorted(entries.values(), key=lambda e: (e["created"], e["html"]), reverse=True)
     path = folder / INDEX_NAME
-    _write_text(path, render_index({"reports": rows, "version": __version__}))
+    atomic_write_text(path, render_index({"reports": rows, "version": __version__}))
     return path

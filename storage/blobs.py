@@ -5,19 +5,20 @@ Keys are the relative paths the database stores (``frames/12/a3f0/0001.jpg``), s
 root a key is simply ``root/key``, exactly as before. On a remote root, writers put the local
 file they made and readers get a cached local copy (:meth:`Blobs.local_path`), so ffmpeg,
 PIL and OpenCV keep working on files. Every put is atomic (local: a temporary name renamed into
-place; S3: one PUT); a key is never rewritten by a different attempt, because the writers put
-the attempt into the key.
+place by :mod:`storage.files`, without fsync; S3: one PUT); a key is never rewritten by a
+different attempt, because the writers put the attempt into the key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from storage.files import atomic_copy, atomic_path, atomic_write_bytes
 
 
 def is_url(root: str) -> bool:
@@ -78,27 +79,17 @@ class Blobs:
             dest = self.path(key)
             if dest.resolve() == local.resolve():
                 return
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, dest)
+            atomic_copy(local, dest, fsync=False)
             return
         self.fs.put_file(str(local), self._remote(key))
         cached = self.path(key)
         if cached.resolve() != local.resolve():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.part")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, cached)
+            atomic_copy(local, cached, fsync=False)
 
     def put_bytes(self, data: bytes, key: str) -> None:
         """Store ``data`` under ``key`` (atomic)."""
         if not self.remote:
-            dest = self.path(key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            atomic_write_bytes(self.path(key), data, fsync=False)
             return
         self.fs.pipe_file(self._remote(key), data)
 
@@ -124,14 +115,8 @@ class Blobs:
             if not path.is_file():
                 raise FileNotFoundError(str(path))
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        try:
+        with atomic_path(path, fsync=False) as tmp:
             self.fs.get_file(self._remote(key), str(tmp))
-        except FileNotFoundError:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, path)
         return path
 
     # -- removing ----------------------------------------------------------------------------
@@ -195,3 +180,25 @@ def activate(root: str, cache_dir: Path, options: dict[str, Any] | None = None) 
 def active() -> Blobs | None:
     """The remote object store activated in this process, if any."""
     return _ACTIVE
+
+
+def data_file(data_dir: str | Path, stored: str, *, fetch: bool = True) -> Path:
+    """The local file of a path the store keeps (``Video.media_path``, ``Frame.image_path``,
+    ``Reference.path``...). The one rule for every reader:
+
+    * an absolute path is the file itself;
+    * a relative one lies below ``data_dir``, the local data folder;
+    * when a remote object store is active (``storage.data_dir`` is an ``s3://`` URL, see
+      :func:`activate`) and the file is not here yet, it is fetched into ``data_dir`` first
+      (``fetch=False`` skips that, e.g. for a file about to be removed); a missing object
+      stays missing (the path returned does not exist).
+    """
+    p = Path(stored)
+    if p.is_absolute():
+        return p
+    local = Path(data_dir) / p
+    objects = _ACTIVE
+    if fetch and objects is not None and stored and not local.exists():
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            objects.local_path(stored)
+    return local

@@ -180,8 +180,10 @@ def bank_cache(request: pytest.FixtureRequest) -> Path:
     import pipeline.embedders.effnet
     import pipeline.regions
 
-    modules = (index.refindex, index.signals, pipeline.regions, pipeline.color)
-    code = b"".join(Path(m.__file__).read_bytes() for m in (*modules, pipeline.embedders.effnet))
+    modules = (index.refindex, pipeline.regions, pipeline.color, pipeline.embedders.effnet)
+    files = [Path(m.__file__) for m in modules]
+    files += sorted(Path(index.signals.__file__).parent.glob("*.py"))  # the signals package
+    code = b"".join(f.read_bytes() for f in files)
     key = hashlib.sha256(code).hexdigest()[:16]
     cache = getattr(request.config, "cache", None)
     if cache is None:

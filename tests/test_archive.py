@@ -44,6 +44,7 @@ from pipeline.regions import regions
 from pipeline.worker import process_pending
 from storage.db import Store
 from storage.models import Detection, Embedding, Frame, Video, VideoState
+from storage.vectors import encode_vector
 
 W, H = 360, 640
 
@@ -162,7 +163,7 @@ class Lab:
                             frame_id=frame.id,
                             region=region,
                             model_id=emb.id,
-                            vector=vec.astype(np.float16).tobytes(),
+                            vector=encode_vector(vec),
                         )
                     )
             return video.id
@@ -233,7 +234,7 @@ def random_rows(store: Store, n_videos: int, dim: int, model_id: str, seed: int)
                             frame_id=f.id,
                             region=region,
                             model_id=model_id,
-                            vector=vec.astype(np.float16).tobytes(),
+                            vector=encode_vector(vec),
                         )
                     )
     return ids

@@ -22,7 +22,7 @@ from index.calibrate import (
 from index.matcher import detect_pending, load_evidence, rematch
 from index.refindex import load_or_build
 from index.review import TRANSITIONS, ReviewError, list_detections, set_review_state
-from index.signals import EmbeddingSignal, embed_threshold
+from index.signals import EmbeddingSignal, PdqSignal, embed_threshold
 from storage.models import CharacterThreshold, Detection
 from tests.test_archive import Lab, effnet, scene
 
@@ -187,11 +187,11 @@ def test_allow_list_cli_adds_lists_and_removes(graded, capsys):
 
 def test_threshold_for_fpr_picks_the_least_strict_value():
     neg = np.array([0.1, 0.2, 0.3, 0.5, -math.inf])
-    assert threshold_for_fpr(neg, 0.001, "embedding") == pytest.approx(0.5001)
-    assert threshold_for_fpr(neg, 0.2, "embedding") == pytest.approx(0.3001)  # 1 of 5 may pass
+    assert threshold_for_fpr(neg, 0.001, EmbeddingSignal) == pytest.approx(0.5001)
+    assert threshold_for_fpr(neg, 0.2, EmbeddingSignal) == pytest.approx(0.3001)  # 1 of 5 pass
     dist = np.array([90.0, 40.0, 70.0, math.inf])
-    assert threshold_for_fpr(dist, 0.001, "pdq") == 39
-    assert threshold_for_fpr(np.array([100.0]), 0.001, "pdq") == 52  # capped
+    assert threshold_for_fpr(dist, 0.001, PdqSignal) == 39  # distances: lower is a match
+    assert threshold_for_fpr(np.array([100.0]), 0.001, PdqSignal) == 52  # capped
 
 
 def test_calibration_stores_thresholds_and_uses_the_verdicts(graded, embedder, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,26 +17,84 @@ COMMANDS = [
     "crawl",
     "videos",
     "runs",
+    "status",
+    "resume",
     "process",
     "report",
     "evidence",
+    "detections",
+    "review",
+    "allow",
+    "calibrate",
+    "reembed",
+    "archive",
     "rescan",
     "run-nightly",
+    "recheck",
     "scheduler",
+    "worker",
+    "doctor",
     "fixture-server",
     "demo",
 ]
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command() -> None:
     res = run_cli("--help")
     assert res.returncode == 0
-    for name in COMMANDS:
-        assert name in res.stdout
+    listed = re.findall(r"^    (\S+)", res.stdout, flags=re.MULTILINE)
+    assert listed == COMMANDS  # in the registry's order
     for name in COMMANDS:
         sub = run_cli(name, "--help")
         assert sub.returncode == 0, (name, sub.stderr)
-        assert "usage: charwatch" in sub.stdout
+        assert f"usage: charwatch {name}" in sub.stdout
+
+
+def test_every_command_is_one_module() -> None:
+    from charwatch.commands import COMMANDS as REGISTRY
+    from charwatch.commands import by_name
+
+    assert [c.NAME for c in REGISTRY] == COMMANDS
+    for command in REGISTRY:
+        assert command.__name__ == "charwatch.commands." + command.NAME.replace("-", "_")
+        assert command.HELP and command.DESCRIPTION and command.__doc__
+        assert callable(command.add_arguments) and callable(command.run)
+        assert by_name(command.NAME) is command
+
+
+def test_nothing_imports_the_cli_back() -> None:
+    offenders = [
+        str(path.relative_to(PROJECT))
+        for folder in ("charwatch", "crawler", "pipeline", "index", "reports", "storage")
+        for path in (PROJECT / folder).rglob("*.py")
+        if path.name != "cli.py" and "charwatch.cli" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
+
+
+def test_summaries_are_for_people(capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import dataclass, field
+
+    from charwatch.jobs import ProcessResult
+    from charwatch.printing import print_process, summarize
+
+    @dataclass
+    class Stats:
+        claimed: int = 2
+        failed: int = 0
+        errors: list[str] = field(default_factory=list)
+
+    assert summarize(Stats()) == "claimed 2"
+    assert summarize(None) == "nothing to do"
+    print_process(ProcessResult(process=Stats(), detect=None, media_deleted=1))
+    out = capsys.readouterr().out
+    assert "Stats(" not in out
+    assert out.splitlines() == [
+        "processed: claimed 2",
+        "detection: nothing to do",
+        "retention: deleted 1 media file(s) of unflagged videos",
+    ]
 
 
 def test_usage_errors_are_one_line(tmp_path: Path) -> None:
@@ -55,7 +114,7 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         str(tmp_path / "missing.png"),
         env={"CHARWATCH_STORAGE__DATA_DIR": str(tmp_path / "d")},
     )
-    assert res.returncode != 0
+    assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "missing.png" in res.stderr
 
 

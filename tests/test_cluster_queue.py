@@ -19,7 +19,7 @@ from sqlalchemy import event, func, select, text, update
 
 from pipeline import worker
 from pipeline.worker import process_pending
-from storage import queue, workers
+from storage import workers, workqueue
 from storage.db import Store
 from storage.models import Character, Detection, Embedding, Frame, Video, VideoState, Worker
 from tests import test_pipeline as tp
@@ -70,7 +70,7 @@ def test_concurrent_claims_from_threads_each_get_a_full_batch(url: str) -> None:
 
     def claim(i: int) -> None:
         barrier.wait()
-        got[i] = queue.claim(stores[i], f"w{i}", 5, 60, states=(VideoState.DISCOVERED,))
+        got[i] = workqueue.claim(stores[i], f"w{i}", 5, 60, states=(VideoState.DISCOVERED,))
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(16)]
     for t in threads:
@@ -90,7 +90,7 @@ def _drain(args: tuple[str, str, float]) -> list[int]:
     store = Store(db, auto_migrate=False)
     time.sleep(max(0.0, start - time.time()))
     got: list[int] = []
-    while batch := queue.claim(store, owner, limit=3, lease_s=600):
+    while batch := workqueue.claim(store, owner, limit=3, lease_s=600):
         got.extend(batch)
     store.dispose()
     return got
@@ -115,18 +115,18 @@ def test_claim_respects_ids_skip_platforms_states_and_backoff(url: str) -> None:
         s.get(Video, c).state = VideoState.EMBEDDED
         s.get(Video, d).next_attempt_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     states = (VideoState.DISCOVERED,)
-    assert queue.claim(store, "w", 10, 60, states=states, skip_platforms={"tiktok"}) == [b]
-    queue.release(store, "w", b)
-    assert queue.claim(store, "w", 10, 60, states=states, ids=[b, c, d]) == [b]
-    assert queue.claim(store, "m", 10, 60, states=(VideoState.EMBEDDED,)) == [c]
-    assert queue.claim(store, "w", 10, 60) == [a]
-    assert queue.claim(store, "w", 10, 60) == []
+    assert workqueue.claim(store, "w", 10, 60, states=states, skip_platforms={"tiktok"}) == [b]
+    workqueue.release(store, "w", b)
+    assert workqueue.claim(store, "w", 10, 60, states=states, ids=[b, c, d]) == [b]
+    assert workqueue.claim(store, "m", 10, 60, states=(VideoState.EMBEDDED,)) == [c]
+    assert workqueue.claim(store, "w", 10, 60) == [a]
+    assert workqueue.claim(store, "w", 10, 60) == []
 
 
 def test_leases_use_the_server_clock(pg_url: str) -> None:
     store = Store(pg_url)
     (vid,) = _add_videos(store, 1)
-    queue.claim(store, "w", 1, 60)
+    workqueue.claim(store, "w", 1, 60)
     with store.session() as s:
         left = s.scalar(
             select(func.extract("epoch", Video.lease_expires - func.now())).where(Video.id == vid)
@@ -152,7 +152,7 @@ def test_partial_index_serves_the_claim(pg_url: str) -> None:
         sent.append((statement, parameters))
 
     event.listen(store.engine, "before_cursor_execute", grab)
-    assert len(queue.claim(store, "x", 8, 60, states=worker.STATES)) == 8
+    assert len(workqueue.claim(store, "x", 8, 60, states=worker.STATES)) == 8
     event.remove(store.engine, "before_cursor_execute", grab)
     sql, params = next((q, p) for q, p in sent if "lease_owner IS NULL" in q)
     with store.engine.connect() as conn:
@@ -167,23 +167,23 @@ def test_partial_index_serves_the_claim(pg_url: str) -> None:
 def test_stale_owner_writes_are_refused(url: str) -> None:
     store = Store(url)
     (vid,) = _add_videos(store, 1)
-    assert queue.claim(store, "a", 1, 60) == [vid]
-    with queue.leased(store, "a", vid) as s:
+    assert workqueue.claim(store, "a", 1, 60) == [vid]
+    with workqueue.leased(store, "a", vid) as s:
         s.add(Frame(video_id=vid, t=1.0, image_path="frames/a.jpg"))
     _expire(store, vid)
-    assert queue.claim(store, "b", 1, 60) == [vid]
-    with queue.leased(store, "b", vid) as s:  # the new holder replaces the frames
+    assert workqueue.claim(store, "b", 1, 60) == [vid]
+    with workqueue.leased(store, "b", vid) as s:  # the new holder replaces the frames
         s.execute(Frame.__table__.delete().where(Frame.video_id == vid))
         f = Frame(video_id=vid, t=2.0, image_path="frames/b.jpg")
         s.add(f)
         s.flush()
         s.add(Embedding(frame_id=f.id, region="full", model_id="m", vector=b"\x00\x01"))
-    with pytest.raises(queue.LeaseLost), queue.leased(store, "a", vid) as s:
+    with pytest.raises(workqueue.LeaseLost), workqueue.leased(store, "a", vid) as s:
         s.execute(Frame.__table__.delete().where(Frame.video_id == vid))
-    assert not queue.advance(store, "a", vid, VideoState.FRAMES)
-    assert queue.fail(store, "a", vid, "x", transient=True, max_attempts=3) == "lost"
-    queue.release(store, "a", vid)
-    assert not queue.renew(store, "a", vid, 60)
+    assert not workqueue.advance(store, "a", vid, VideoState.FRAMES)
+    assert workqueue.fail(store, "a", vid, "x", transient=True, max_attempts=3) == "lost"
+    workqueue.release(store, "a", vid)
+    assert not workqueue.renew(store, "a", vid, 60)
     with store.session() as s:
         v = s.get(Video, vid)
         assert (v.lease_owner, v.state, v.attempts) == ("b", VideoState.DISCOVERED, 0)
@@ -197,14 +197,14 @@ def test_a_lease_write_blocks_a_concurrent_takeover(pg_url: str) -> None:
     instead of taking it; the holder's commit renews the lease."""
     store = Store(pg_url)
     (vid,) = _add_videos(store, 1)
-    queue.claim(store, "a", 1, 60)
+    workqueue.claim(store, "a", 1, 60)
     _expire(store, vid)
     other = Store(pg_url, auto_migrate=False)
-    with queue.leased(store, "a", vid, lease_s=60) as s:
+    with workqueue.leased(store, "a", vid, lease_s=60) as s:
         s.add(Frame(video_id=vid, t=1.0))
         s.flush()
-        assert queue.claim(other, "b", 1, 60) == []  # skipped: locked
-    assert queue.claim(other, "b", 1, 60) == []  # renewed by the write
+        assert workqueue.claim(other, "b", 1, 60) == []  # skipped: locked
+    assert workqueue.claim(other, "b", 1, 60) == []  # renewed by the write
     with store.session() as s:
         assert s.get(Video, vid).lease_owner == "a"
 
@@ -222,7 +222,7 @@ def _steal(store: Store, vid: int, data_dir: Path, thief: str = "thief") -> str:
     rel = f"frames/{vid}/{thief}/00_thief.jpg"
     (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
     (data_dir / rel).write_bytes(b"winner")
-    with queue.leased(store, thief, vid) as s:
+    with workqueue.leased(store, thief, vid) as s:
         s.execute(Frame.__table__.delete().where(Frame.video_id == vid))
         f = Frame(video_id=vid, t=99.0, image_path=rel, thumb_path=rel)
         s.add(f)
@@ -335,17 +335,17 @@ def test_dead_and_silent_workers_free_their_leases(url: str) -> None:
         (live, ids[3:4]),
         (unregistered, ids[4:5]),
     ):
-        assert queue.claim(store, owner, len(vids), 900, ids=vids) == vids
+        assert workqueue.claim(store, owner, len(vids), 900, ids=vids) == vids
     assert [w.owner for w in workers.live_workers(store)] == [live]
-    assert queue.held_by_others(store, "me") == 2  # the dead ones' leases do not count
+    assert workqueue.held_by_others(store, "me") == 2  # the dead ones' leases do not count
     # the dead and the silent owner's leases are free at once; live and unregistered ones not
-    assert queue.claim(store, "me", 10, 60) == sorted(ids[:3] + ids[5:])
-    assert queue.held_by_others(store, "me") == 2
-    assert queue.sweep(store) == 0  # nothing expired; the dead workers are forgotten
+    assert workqueue.claim(store, "me", 10, 60) == sorted(ids[:3] + ids[5:])
+    assert workqueue.held_by_others(store, "me") == 2
+    assert workqueue.sweep(store) == 0  # nothing expired; the dead workers are forgotten
     with store.session() as s:
         assert sorted(s.scalars(select(Worker.owner))) == [live]
     _expire(store, ids[4])
-    assert queue.sweep(store) == 1
+    assert workqueue.sweep(store) == 1
     workers.deregister(store, live)
     assert workers.live_workers(store) == []
 
@@ -371,7 +371,7 @@ def test_run_says_when_live_workers_hold_everything(url: str, tmp_path: Path, em
     store = Store(url)
     ids = _add_videos(store, 3)
     workers.register(store, "other")
-    queue.claim(store, "other", 3, 900, ids=ids)
+    workqueue.claim(store, "other", 3, 900, ids=ids)
     stats = process_pending(cfg, store, embedder, progress=False)
     assert stats.claimed == 0 and stats.busy == 3
     assert "3 videos are being processed by other live workers" in stats.summary()
@@ -507,7 +507,7 @@ def test_64_bit_ids_round_trip(pg_url: str) -> None:
         s.add(v)
         s.flush()
         assert v.id == 2**40 + 1
-    claimed = queue.claim(store, "w", 5, 60)
+    claimed = workqueue.claim(store, "w", 5, 60)
     assert len(claimed) == 3 and claimed[-2:] == [v.id, big]
 
 

@@ -25,10 +25,11 @@ from fixture_platform.family import (
     reference_pose,
     render_family,
 )
-from index.geometric import MIN_INLIERS, GeometricSignal
+from index.geometric import MIN_INLIERS
 from index.signals import (
     CharacterRef,
     FrameRow,
+    GeometricSignal,
     IndexInputs,
     ReferenceImage,
     ReferenceSet,

@@ -49,7 +49,8 @@ from index.signals import (
 )
 from pipeline.embedders import load_embedder
 from pipeline.hashing import pdq
-from storage import queue
+from storage import workqueue
+from storage.blobs import data_file
 from storage.db import Store
 from storage.models import (
     AllowedAccount,
@@ -372,7 +373,7 @@ def test_registry_copies_dedupes_and_validates(tmp_path):
     assert char.aliases == ["くも"]
     assert len(char.references) == 1  # deduplicated by content
     ref = char.references[0]
-    stored = registry.reference_file(cfg, ref.path)
+    stored = data_file(cfg.data_dir, ref.path)
     assert stored.is_file() and stored.name == f"{ref.sha256}.png"
     assert stored.parent.parent == cfg.data_dir / "references"
 
@@ -705,7 +706,7 @@ def test_no_characters_leaves_videos_waiting(tmp_path, embedder):
     assert load_reference_set(store).characters == {}
     with store.session() as s:
         assert s.scalar(select(Video.state)) == VideoState.EMBEDDED
-    assert queue.claim(store, "x", 5, 60, states=(VideoState.EMBEDDED,)) == [1]
+    assert workqueue.claim(store, "x", 5, 60, states=(VideoState.EMBEDDED,)) == [1]
 
 
 # ---------------------------------------------------------------------------------------------

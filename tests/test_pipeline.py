@@ -27,10 +27,11 @@ from pipeline import hashing
 from pipeline.download import DownloadError, download
 from pipeline.embedders import load_embedder
 from pipeline.frames import FramesError, sample_frames
-from pipeline.media import data_file, ffmpeg_exe, probe
+from pipeline.media import ffmpeg_exe, probe
 from pipeline.provenance import read_c2pa
 from pipeline.regions import region_box, region_scale, regions
 from pipeline.worker import process_pending
+from storage.blobs import data_file
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState
 from tests.conftest import local_http_server

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from storage import Store, Video, VideoState, queue, utcnow
+from storage import Store, Video, VideoState, utcnow, workqueue
 
 
 def _add_videos(store: Store, n: int) -> None:
@@ -52,17 +52,17 @@ def test_times_come_back_aware_utc(tmp_path: Path) -> None:
 def test_lease_excludes_other_workers_and_expires(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     _add_videos(store, 5)
-    a = queue.claim(store, "a", limit=3, lease_s=60)
-    b = queue.claim(store, "b", limit=10, lease_s=60)
+    a = workqueue.claim(store, "a", limit=3, lease_s=60)
+    b = workqueue.claim(store, "b", limit=10, lease_s=60)
     assert len(a) == 3 and len(b) == 2 and not set(a) & set(b)
-    assert queue.claim(store, "c", limit=10, lease_s=60) == []
+    assert workqueue.claim(store, "c", limit=10, lease_s=60) == []
     # a lease that ran out (a worker killed with -9) is taken over
     with store.session() as s:
         s.get(Video, a[0]).lease_expires = utcnow() - dt.timedelta(seconds=1)
-    assert queue.claim(store, "c", limit=10, lease_s=60) == [a[0]]
+    assert workqueue.claim(store, "c", limit=10, lease_s=60) == [a[0]]
     # the old owner lost it: its writes are refused
-    assert not queue.advance(store, "a", a[0], VideoState.DOWNLOADED)
-    assert queue.advance(store, "c", a[0], VideoState.MATCHED)
+    assert not workqueue.advance(store, "a", a[0], VideoState.DOWNLOADED)
+    assert workqueue.advance(store, "c", a[0], VideoState.MATCHED)
     with store.session() as s:
         v = s.get(Video, a[0])
         assert v.state == VideoState.MATCHED and v.lease_owner is None
@@ -71,24 +71,24 @@ def test_lease_excludes_other_workers_and_expires(tmp_path: Path) -> None:
 def test_fail_retries_then_gives_up(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     _add_videos(store, 1)
-    (vid,) = queue.claim(store, "w", 1, 60)
-    assert queue.fail(store, "w", vid, "HTTP 429", transient=True, max_attempts=2) == "retry"
-    assert queue.claim(store, "w", 1, 60) == []  # backing off
+    (vid,) = workqueue.claim(store, "w", 1, 60)
+    assert workqueue.fail(store, "w", vid, "HTTP 429", transient=True, max_attempts=2) == "retry"
+    assert workqueue.claim(store, "w", 1, 60) == []  # backing off
     with store.session() as s:
         s.get(Video, vid).next_attempt_at = utcnow()
-    (vid,) = queue.claim(store, "w", 1, 60)
-    assert queue.fail(store, "w", vid, "HTTP 429", transient=True, max_attempts=2) == "failed"
+    (vid,) = workqueue.claim(store, "w", 1, 60)
+    assert workqueue.fail(store, "w", vid, "HTTP 429", transient=True, max_attempts=2) == "failed"
     with store.session() as s:
         v = s.get(Video, vid)
         assert (v.state, v.attempts, v.error) == (VideoState.FAILED, 2, "HTTP 429")
-    assert queue.requeue_failed(store) == 1
+    assert workqueue.requeue_failed(store) == 1
 
 
 def _claim_all(args: tuple[str, str]) -> list[int]:
     url, owner = args
     store = Store(url, auto_migrate=False)
     got: list[int] = []
-    while batch := queue.claim(store, owner, limit=2, lease_s=600):
+    while batch := workqueue.claim(store, owner, limit=2, lease_s=600):
         got.extend(batch)
     return got
 
