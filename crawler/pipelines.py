@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 from charwatch.config import Config
 from crawler.settings import get_config
 from storage import CrawlRun, Store, Video, VideoState, utcnow
+from storage.video_fields import KEPT_FIRST, MERGED, REFRESHED
 
 logger = logging.getLogger(__name__)
 
 _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
 
-# metadata refreshed on a re-seen video (None values never erase stored ones)
 _UPDATABLE = (
     "url",
     "caption",
@@ -86,16 +86,16 @@ def upsert_video(session: Session, item: dict[str, Any]) -> tuple[Video, bool]:
                 raise
         else:
             return row, True
-    for key in _UPDATABLE:
+    for key in REFRESHED:  # None values never erase stored ones
         value = item.get(key)
         if value is not None:
             setattr(row, key, value)
-    if item.get("hashtags"):
-        row.hashtags = list(item["hashtags"])
-    if not row.author and item.get("author"):
-        row.author = item["author"]  # the first author form seen stays (handle vs. name)
-    if not row.listing and item.get("listing"):
-        row.listing = item["listing"]
+    for key in MERGED:
+        if item.get(key):
+            setattr(row, key, list(item[key]))
+    for key in KEPT_FIRST:  # e.g. the first author form seen stays (handle vs. name)
+        if not getattr(row, key) and item.get(key):
+            setattr(row, key, item[key])
     row.last_seen = now
     return row, False
 

@@ -206,11 +206,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
         new = [r for r in cl["claims"]["results"] if r["claim"] == "new"]
         assert {r["clients"] for r in new} == {1, 8, 32}
         assert all(r["claims_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in new)
-        w = cl["workers"]
-        assert all(r["states"] == {"matched": w["videos"]} for r in w["scaling"])
-        rec = w["recovery"]
-        assert rec["duplicate_embeddings"] == 0 and rec["duplicate_detections"] == 0
-        assert rec["states"] == {"matched": w["videos"]}
+        assert "workers" in cl["skipped"]  # quick mode: the cluster tests cover the workers
     shards = cl["shards"]["search"]
     assert _unit(shards["recall_at_10_merged_refined"]) and shards["merged_refined_ms_p50"] > 0
 

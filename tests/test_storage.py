@@ -101,3 +101,17 @@ def test_two_processes_never_claim_the_same_video(tmp_path: Path) -> None:
         a, b = pool.map(_claim_all, [(url, "a"), (url, "b")])
     assert len(a) + len(b) == 60
     assert not set(a) & set(b)
+
+
+def test_listed_video_fields_are_the_item_the_columns_and_model_columns() -> None:
+    """One definition of a video's fields: the item, the refresh rules and the CLI follow it."""
+    from charwatch.commands.videos import COLUMNS
+    from crawler.items import VideoItem
+    from storage import video_fields as vf
+
+    assert set(VideoItem.fields) == set(vf.ITEM_FIELDS)
+    model_columns = set(Video.__table__.columns.keys())
+    assert set(vf.ITEM_FIELDS) <= model_columns
+    assert set(COLUMNS) <= model_columns and COLUMNS == vf.COLUMNS
+    rules = (vf.KEY_FIELDS, vf.REFRESHED, vf.KEPT_FIRST, vf.MERGED)
+    assert sorted(sum(rules, ())) == sorted(vf.ITEM_FIELDS)  # every field has one rule

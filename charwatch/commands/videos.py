@@ -6,30 +6,12 @@ import argparse
 
 from charwatch.config import PLATFORMS, Config
 from charwatch.printing import emit, parse_time
+from storage.video_fields import COLUMNS
 
 NAME = "videos"
 HELP = "list stored videos"
 DESCRIPTION = HELP
 
-COLUMNS = [
-    "platform",
-    "platform_id",
-    "url",
-    "author",
-    "caption",
-    "hashtags",
-    "posted_at",
-    "view_count",
-    "like_count",
-    "duration_s",
-    "ai_label",
-    "listing",
-    "state",
-    "attempts",
-    "error",
-    "first_seen",
-    "last_seen",
-]
 TABLE_COLUMNS = ["platform", "platform_id", "author", "caption", "state", "error"]
 
 

@@ -13,22 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-ITEM_FIELDS = (
-    "platform",
-    "platform_id",
-    "url",
-    "author",
-    "caption",
-    "hashtags",
-    "posted_at",
-    "view_count",
-    "like_count",
-    "duration_s",
-    "thumbnail_url",
-    "ai_label",
-    "listing",
-    "raw",
-)
+from storage.video_fields import ITEM_FIELDS
 
 AI_LABEL_MAX = 128
 
