@@ -14,9 +14,6 @@ Each part is skipped with a reason when what it needs (PostgreSQL) is missing.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,7 @@ def run_cluster(work: Path, *, quick: bool) -> dict[str, Any]:
     from bench import archive_shards
 
     n, dim = (20_000, 64) if quick else (500_000, 512)
-    with _quiet_stdout():
+    with archive_shards._stdout_to_stderr():  # FAISS prints merge progress
         out["shards"] = archive_shards.run(n, dim, shards=4, queries=100, gt_queries=50)
     if quick:  # worker processes take minutes; tests/test_cluster_workers.py covers them
         out["skipped"]["workers"] = "quick mode (run the full mode)"
@@ -53,20 +50,6 @@ def run_cluster(work: Path, *, quick: bool) -> dict[str, Any]:
     else:
         out["skipped"]["workers"] = "PostgreSQL not installed"
     return out
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Any:
-    """FAISS prints merge progress on stdout; send it to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _mb(v: Any) -> str:

@@ -91,7 +91,8 @@ def archive_choice(n: int, dim: int = 512) -> IndexChoice:
     """What ``index.archive`` builds for ``n`` vectors with ``kind="auto"``: exact below its
     flat limit, IVF-SQ8 up to its PQ limit, IVF-PQ above, with its ``nlist`` and ``nprobe``
     (its PQ search also re-ranks 4 x k candidates by the stored vectors; not done here)."""
-    from index.archive import choose_kind, ivf_lists, ivf_probes, pq_subvectors
+    from index.archive import choose_kind
+    from index.shards import ivf_lists, ivf_probes, pq_subvectors
 
     kind = choose_kind(n)
     if kind == "flat":

@@ -55,11 +55,9 @@ sidecar that names an intact data file, or one whose checksum does not match, wh
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -78,6 +76,8 @@ from index.shards import (
     ShardError,
     ShardStore,
     drop_shards,
+    ivf_lists,
+    ivf_probes,
     locked,
     prune_db_vectors,
     shard_dir,
@@ -119,24 +119,6 @@ def archive_dir(cfg: Config) -> Path:
 
 def sidecar_path(cfg: Config, embedder_id: str) -> Path:
     return archive_dir(cfg) / f"{embedder_slug(embedder_id)}.json"
-
-
-def ivf_lists(n: int) -> int:
-    """``nlist`` for ``n`` vectors: 4 x sqrt(n), at most n / 39, at least 1."""
-    return max(1, min(int(round(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1)))), n // 39))
-
-
-def ivf_probes(nlist: int) -> int:
-    return max(1, min(nlist, max(8, min(256, nlist // 16))))
-
-
-def pq_subvectors(dim: int) -> int:
-    """PQ sub-vectors: the largest divisor of ``dim`` up to 64 leaving 4+ dimensions each."""
-    best = 1
-    for m in range(1, min(PQ_MAX_SUBVECTORS, dim // 4) + 1):
-        if dim % m == 0:
-            best = m
-    return best
 
 
 def choose_kind(
@@ -651,7 +633,7 @@ class ArchiveIndex:
         if not self.trained:
             raise ArchiveError("an IVF archive with no vectors cannot be saved yet")
         data = None if self.kind == "ivfpq" else faiss.serialize_index(self.index).tobytes()
-        with _locked(folder / f".{slug}.lock"):
+        with locked(folder / f".{slug}.lock"):
             return self._write(folder, slug, data)
 
     def _write(self, folder: Path, slug: str, data: bytes | None) -> Path:
@@ -687,22 +669,6 @@ class ArchiveIndex:
         """Empty the database copies of the vectors the shards hold (see
         :func:`index.shards.prune_db_vectors`); returns how many."""
         return prune_db_vectors(store, self.shards)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (POSIX), so two savers do not interleave."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def drop_archive(cfg: Config, embedder_id: str) -> bool:

@@ -28,14 +28,13 @@ from index.archive import (
     ArchiveIndex,
     archive_dir,
     archive_status,
-    ivf_lists,
     lookup,
-    pq_subvectors,
     sidecar_path,
 )
 from index.matcher import ReembedNeeded, detect_pending, load_evidence
 from index.refindex import background_bank, embedder_slug, index_dir
 from index.retro import has_archived_frames, retro_scan
+from index.shards import ivf_lists, pq_subvectors
 from pipeline.embedders import load_embedder
 from pipeline.hashing import pdq
 from pipeline.media import to_data_path
