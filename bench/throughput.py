@@ -47,6 +47,7 @@ TARGET_RATIO = 3.0
 TARGET_RSS_MB = 2048.0
 MEDIA_VERSION = 1
 FPS = 30
+VIDEOS_PER_CASE = 24  # full mode: enough that start-up (imports, model) is a nightly's share
 
 
 def _shorts(quick: bool) -> dict[str, Any]:
@@ -294,7 +295,12 @@ def _stage_probe(cfg: Any, store: Any, spec: str, shorts: list[Path]) -> dict[st
 
 
 def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
-    """Every frame at 1 fps, one image at a time through open_clip ViT-B-32 (fp32)."""
+    """Every frame at 1 fps, one image at a time through open_clip ViT-B-32 (fp32).
+
+    Timed like the pipeline's cases: from before its imports (torch, open_clip), through
+    model creation and the reference embeddings, to the last frame searched; the start-up
+    share is reported on its own."""
+    t_start = time.perf_counter()
     import faiss
     import numpy as np
     import open_clip
@@ -321,6 +327,7 @@ def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
             with Image.open(p) as im:
                 index.add(embed(im.convert("RGB")))
     t0 = time.perf_counter()
+    startup_s = t0 - t_start
     frames = 0
     decode_s = 0.0
     for i in range(n):
@@ -340,16 +347,22 @@ def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
         for img in images:
             index.search(embed(img), 5)
         frames += len(images)
-    total = time.perf_counter() - t0
+    steady = time.perf_counter() - t0
+    total = steady + startup_s
     usage = _usage()
     return {
         "case": NAIVE,
         "videos": n,
         "frames": frames,
         "frames_per_short": round(frames / max(1, n), 1),
-        "seconds": {"total": round(total, 2), "decode": round(decode_s, 2)},
+        "seconds": {
+            "total": round(total, 2),
+            "startup": round(startup_s, 2),
+            "decode": round(decode_s, 2),
+        },
         "shorts_per_min": round(n / total * 60, 1),
-        "embed_images_per_s": round(frames / max(1e-9, total - decode_s), 1),
+        "shorts_per_min_after_startup": round(n / steady * 60, 1),
+        "embed_images_per_s": round(frames / max(1e-9, steady - decode_s), 1),
         "torch_threads": torch.get_num_threads(),
         **usage,
         "cpu_s_per_short": round(((usage["cpu_s"] or 0) + (usage["children_cpu_s"] or 0)) / n, 2),
@@ -379,7 +392,7 @@ def run_throughput(work: Path, *, quick: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     shorts = prepare_media(work, quick)
     s = _shorts(quick)
-    n = 2 if quick else 8
+    n = 2 if quick else VIDEOS_PER_CASE
     queued = 20 if quick else 1000
     out: dict[str, Any] = {
         "shorts": {
@@ -417,13 +430,18 @@ def run_throughput(work: Path, *, quick: bool = False) -> dict[str, Any]:
         naive_dir / "result.json",
         timeout_s=2400,
     )
-    clip = out["cases"].get(CASES[1], {})
     naive = out["cases"][NAIVE]
-    if clip.get("shorts_per_min") and naive.get("shorts_per_min"):
-        out["ratio_vs_naive"] = round(clip["shorts_per_min"] / naive["shorts_per_min"], 2)
-        out["ratio_vs_naive_process_only"] = round(
-            clip["process_shorts_per_min"] / naive["shorts_per_min"], 2
-        )
+    ratios = {}
+    for spec in CASES:
+        c = out["cases"].get(spec, {})
+        if c.get("shorts_per_min") and naive.get("shorts_per_min"):
+            ratios[spec] = {
+                "end_to_end": round(c["shorts_per_min"] / naive["shorts_per_min"], 2),
+                "process_only": round(c["process_shorts_per_min"] / naive["shorts_per_min"], 2),
+            }
+    out["ratios_vs_naive"] = ratios
+    if CASES[0] in ratios:  # the default embedder: what a user runs instead of the naive loop
+        out["ratio_vs_naive"] = ratios[CASES[0]]["end_to_end"]
     out["target_ratio"] = TARGET_RATIO
     out["target_peak_rss_mb"] = TARGET_RSS_MB
     out["seconds"] = round(time.perf_counter() - t0, 1)

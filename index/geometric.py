@@ -17,6 +17,7 @@ The signal itself (its reference index and comparison) is
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,32 +80,76 @@ def describe(gray: np.ndarray, nfeatures: int) -> tuple[np.ndarray, np.ndarray]:
     return xy, np.ascontiguousarray(desc, dtype=np.uint8)
 
 
+class HammingIndex:
+    """Exact Hamming k-nearest-neighbour search over binary descriptors (FAISS binary flat
+    index, SIMD popcount; about 7 times OpenCV's brute-force matcher with the same result).
+    Searches run on one thread: frames are verified one at a time, often beside other work,
+    where OpenMP's waiting threads cost more than they gain."""
+
+    def __init__(self, desc: np.ndarray) -> None:
+        import faiss
+
+        self.ntotal = len(desc)
+        self._index = faiss.IndexBinaryFlat(desc.shape[1] * 8 if desc.ndim == 2 else 256)
+        if self.ntotal:
+            self._index.add(np.ascontiguousarray(desc, dtype=np.uint8))
+
+    def search(self, desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances (n, k) float32, ids (n, k) int64)``; id -1 where fewer exist."""
+        import faiss
+
+        k = max(1, min(k, self.ntotal))
+        with _ONE_THREAD:
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                dist, ids = self._index.search(np.ascontiguousarray(desc, dtype=np.uint8), k)
+            finally:
+                faiss.omp_set_num_threads(before)
+        return dist.astype(np.float32), ids.astype(np.int64)
+
+
+_ONE_THREAD = threading.Lock()
+
+
 def candidate_matches(
     dist: np.ndarray, ids: np.ndarray, owner: np.ndarray
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per reference variant, ``(frame rows, reference rows)`` passing the ratio test.
+    """Per reference variant, ``(frame rows, reference rows)`` passing the ratio test, the
+    variants in the order their first match appears.
 
-    ``dist``/``ids``: each frame keypoint's ``KNN`` nearest reference descriptors. The second
-    nearest of a variant not among them is taken as the farthest fetched (a lower bound)."""
-    out: dict[int, tuple[list[int], list[int]]] = {}
-    for q in range(len(ids)):
-        seen: dict[int, tuple[int, float]] = {}
-        second: dict[int, float] = {}
-        for d, i in zip(dist[q], ids[q], strict=True):
-            if i < 0:
-                continue
-            v = int(owner[i])
-            if v not in seen:
-                seen[v] = (int(i), float(d))
-            elif v not in second:
-                second[v] = float(d)
-        last = float(dist[q][-1])
-        for v, (i, d) in seen.items():
-            if d <= MAX_DISTANCE and d < RATIO * second.get(v, last):
-                rows = out.setdefault(v, ([], []))
-                rows[0].append(q)
-                rows[1].append(i)
-    return {v: (np.asarray(a, np.int64), np.asarray(b, np.int64)) for v, (a, b) in out.items()}
+    ``dist``/``ids``: each frame keypoint's ``KNN`` nearest reference descriptors (id -1:
+    none). Within one keypoint's neighbours, a variant's first neighbour is its match
+    candidate and its next one the ratio test's second nearest; a variant with no second
+    among them takes the farthest fetched (a lower bound)."""
+    n, k = ids.shape
+    if n == 0:
+        return {}
+    valid = ids >= 0
+    own = np.where(valid, owner[np.clip(ids, 0, None)], -1)
+    last = dist[:, -1]
+    passes = np.zeros((n, k), bool)
+    for j in range(k):
+        first = valid[:, j].copy()
+        for j0 in range(j):
+            first &= own[:, j0] != own[:, j]
+        second = last.copy()
+        found = np.zeros(n, bool)
+        for j2 in range(j + 1, k):
+            hit = ~found & valid[:, j2] & (own[:, j2] == own[:, j])
+            second = np.where(hit, dist[:, j2], second)
+            found |= hit
+        passes[:, j] = first & (dist[:, j] <= MAX_DISTANCE) & (dist[:, j] < RATIO * second)
+    q, j = np.nonzero(passes)  # row-major: keypoints in order
+    if len(q) == 0:
+        return {}
+    v = own[q, j]
+    variants, first_at = np.unique(v, return_index=True)
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for var in variants[np.argsort(first_at)]:
+        sel = v == var
+        out[int(var)] = (q[sel].astype(np.int64), ids[q[sel], j[sel]].astype(np.int64))
+    return out
 
 
 def fit(

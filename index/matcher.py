@@ -29,8 +29,10 @@ removed, a reviewed one is kept.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,9 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 16
+# videos decided side by side: the work (FAISS, OpenCV, numpy) releases the GIL; the store is
+# read and written on the calling thread only
+MATCH_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class ReembedNeeded(RuntimeError):
@@ -476,6 +481,7 @@ def detect_pending(
     total = min(pending or 0, limit) if limit is not None else (pending or 0)
     bar = tqdm(total=total, desc="match", unit="video", disable=not progress)
     heartbeat = workers.Heartbeat(store, owner, role="match").start()  # dead: leases free at once
+    pool = ThreadPoolExecutor(MATCH_THREADS, thread_name_prefix="match")
     try:
         while limit is None or stats.claimed < limit:
             n = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - stats.claimed)
@@ -490,74 +496,107 @@ def detect_pending(
             if not ids:
                 break
             stats.claimed += len(ids)
-            for vid in ids:
-                _match_one(cfg, store, embedder, ri, signals, owner, vid, stats, allow)
+            decided: list[tuple[int, Future[Any] | BaseException]] = []
+            for vid in ids:  # evidence read here, decided in the pool
+                try:
+                    video = load_evidence(store, vid, embedder.id, embedder.dim, cfg.data_dir)
+                except Exception as exc:  # noqa: BLE001 - recorded against the video below
+                    decided.append((vid, exc))
+                    continue
+                decided.append((vid, pool.submit(_decide, cfg, video, ri, signals, allow)))
+            for vid, job in decided:
+                try:
+                    if isinstance(job, BaseException):
+                        raise job
+                    _write_one(cfg, store, embedder, owner, vid, job.result(), stats)
+                except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+                    _match_failed(cfg, store, owner, vid, exc, stats)
                 bar.update(1)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         heartbeat.stop()
         bar.close()
     stats.seconds = round(time.monotonic() - t0, 3)
     return stats
 
 
-def _match_one(
+def _decide(
+    cfg: Config,
+    video: VideoEvidence,
+    ri: ReferenceIndex,
+    signals: list[Signal],
+    allow: AllowList | None,
+) -> tuple[list[Decision], list[dict[str, Any]]]:
+    """``(decisions, the flags the allow-list dropped)`` of one video's evidence (no store
+    access)."""
+    decisions = detect_video(cfg, video, ri, signals)
+    if allow is None or not allow.entries:
+        return decisions, []
+    decisions, dropped = apply_allow_list(video, decisions, allow)
+    suppressed = [
+        {
+            "video_id": video.video_id,
+            "character_id": d.character_id,
+            "platform": video.platform,
+            "author": video.author,
+            "match_type": d.match_type,
+            "score": d.score,
+        }
+        for d in dropped
+    ]
+    return decisions, suppressed
+
+
+def _write_one(
     cfg: Config,
     store: Store,
     embedder: Any,
-    ri: ReferenceIndex,
-    signals: list[Signal],
     owner: str,
     vid: int,
+    decided: tuple[list[Decision], list[dict[str, Any]]],
     stats: DetectStats,
-    allow: AllowList | None = None,
 ) -> None:
-    try:
-        video = load_evidence(store, vid, embedder.id, embedder.dim, cfg.data_dir)
-        decisions = detect_video(cfg, video, ri, signals)
-        if allow is not None and allow.entries:
-            decisions, dropped = apply_allow_list(video, decisions, allow)
-            for d in dropped:
-                stats.suppressed += 1
-                stats.suppressed_flags.append(
-                    {
-                        "video_id": vid,
-                        "character_id": d.character_id,
-                        "platform": video.platform,
-                        "author": video.author,
-                        "match_type": d.match_type,
-                        "score": d.score,
-                    }
-                )
-        written = write_decisions(store, owner, vid, decisions, embedder.id, cfg.process.lease_s)
-        if written is None:
-            stats.lost += 1
-            return
-        stats.matched += 1
-        stats.flags += written[0]
-        stats.removed += written[1]
-        stats.copy += sum(d.match_type == COPY for d in decisions)
-        stats.semantic += sum(d.match_type == SEMANTIC for d in decisions)
-    except ReembedNeeded as exc:
+    """Store one video's decisions under its lease and count them."""
+    decisions, suppressed = decided
+    stats.suppressed += len(suppressed)
+    stats.suppressed_flags.extend(suppressed)
+    written = write_decisions(store, owner, vid, decisions, embedder.id, cfg.process.lease_s)
+    if written is None:
+        stats.lost += 1
+        return
+    stats.matched += 1
+    stats.flags += written[0]
+    stats.removed += written[1]
+    stats.copy += sum(d.match_type == COPY for d in decisions)
+    stats.semantic += sum(d.match_type == SEMANTIC for d in decisions)
+
+
+def _match_failed(
+    cfg: Config, store: Store, owner: str, vid: int, exc: Exception, stats: DetectStats
+) -> None:
+    """Record a video that could not be matched: re-embedding needed (final) or an error
+    (retried up to ``max_attempts``)."""
+    if isinstance(exc, ReembedNeeded):
         outcome = queue.fail(
             store, owner, vid, str(exc), transient=False, max_attempts=cfg.process.max_attempts
         )
         stats.failed += outcome == VideoState.FAILED
         stats.errors.append(f"video {vid}: {exc}")
-    except Exception as exc:  # one bad video must not stop the batch
-        log.exception("matching video %s failed", vid)
-        outcome = queue.fail(
-            store,
-            owner,
-            vid,
-            f"match: {type(exc).__name__}: {exc}",
-            transient=True,
-            max_attempts=cfg.process.max_attempts,
-        )
-        if outcome == VideoState.FAILED:
-            stats.failed += 1
-        elif outcome == "retry":
-            stats.retrying += 1
-        stats.errors.append(f"video {vid}: {type(exc).__name__}: {exc}")
+        return
+    log.error("matching video %s failed", vid, exc_info=exc)
+    outcome = queue.fail(
+        store,
+        owner,
+        vid,
+        f"match: {type(exc).__name__}: {exc}",
+        transient=True,
+        max_attempts=cfg.process.max_attempts,
+    )
+    if outcome == VideoState.FAILED:
+        stats.failed += 1
+    elif outcome == "retry":
+        stats.retrying += 1
+    stats.errors.append(f"video {vid}: {type(exc).__name__}: {exc}")
 
 
 def rematch(store: Store, video_ids: list[int] | None = None) -> int:

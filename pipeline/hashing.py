@@ -25,8 +25,8 @@ def _rgb(img: Image.Image) -> Image.Image:
 
 
 def _border_run(lines: np.ndarray, limit: int, chunk: int = 16) -> tuple[int, np.ndarray]:
-    """How many leading lines (rows or columns, each (n, 3)) are flat in the first line's colour,
-    and that colour.
+    """How many leading lines (rows or columns, each (n, 3) uint8) are flat in the first
+    line's colour, and that colour.
 
     Lines are read in chunks until the first non-flat one; a run reaching ``limit`` is a flat
     picture, not a bar, and counts as 0.
@@ -34,7 +34,7 @@ def _border_run(lines: np.ndarray, limit: int, chunk: int = 16) -> tuple[int, np
     ref = np.median(lines[0], axis=0)
     tol3 = 3 * _BORDER_TOL
     for start in range(0, limit, chunk):
-        part = lines[start : min(start + chunk, limit)]
+        part = lines[start : min(start + chunk, limit)].astype(np.int16)
         diff = np.abs(part - ref[None, None, :]).sum(axis=2)  # (lines, n), 0..765
         flat = (diff.mean(axis=1) < tol3) & ((diff > 3 * tol3).mean(axis=1) < 0.02)
         if not flat.all():
@@ -74,7 +74,7 @@ def border_box(img: Image.Image, *, layers: int = _MAX_LAYERS) -> tuple[int, int
     letterbox around a picture with its own plain margins) all go; content narrower than
     ``_MIN_KEEP`` of the original side is never cropped to.
     """
-    a = np.asarray(_rgb(img), dtype=np.int16)
+    a = np.asarray(_rgb(img))  # uint8, no copy: lines are widened chunk by chunk
     h, w = a.shape[:2]
     left, top, right, bottom = 0, 0, w, h
     for _ in range(max(1, layers)):

@@ -90,19 +90,45 @@ def test_effnet_regions_pooled_from_one_pass(effnet_fp32: EffNetLite0, photos) -
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
 
 
-def test_effnet_key_mapping_is_complete(effnet_fp32: EffNetLite0) -> None:
+def _unfolded_effnet():  # type: ignore[no-untyped-def]
+    """timm's network with the shipped weights, BatchNorms as they come."""
+    import timm
     import torch
 
-    from pipeline.embedders.effnet import weights_file
+    from pipeline.embedders.effnet import TIMM_ARCH, weights_file
 
     src = torch.load(weights_file(), map_location="cpu", weights_only=True)
-    mapped = map_state_dict(src, effnet_fp32.model)
-    assert set(mapped) == set(effnet_fp32.model.state_dict())
+    model = timm.create_model(TIMM_ARCH, pretrained=False)
+    model.load_state_dict(map_state_dict(src, model), strict=True)
+    return src, model.eval()
+
+
+def test_effnet_key_mapping_is_complete() -> None:
+    src, model = _unfolded_effnet()
+    mapped = map_state_dict(src, model)
+    assert set(mapped) == set(model.state_dict())
     assert len(mapped) == len(src)
     broken = dict(src)
     broken.pop("_blocks.3._bn1.running_var")
     with pytest.raises(EmbedderUnavailable, match="missing"):
-        map_state_dict(broken, effnet_fp32.model)
+        map_state_dict(broken, model)
+
+
+def test_effnet_batchnorm_folding_keeps_the_features(effnet_fp32: EffNetLite0, photos) -> None:
+    import torch
+
+    from pipeline.embedders.effnet import to_batch
+
+    _, model = _unfolded_effnet()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in effnet_fp32.model.modules())
+    assert effnet_fp32.precision == "fp32"
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = to_batch(photos)
+    with torch.inference_mode():
+        want = model.forward_features(x)
+        got = effnet_fp32.model.forward_features(x)
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) <= 1e-3 * float(want.abs().max())
 
 
 def test_effnet_bf16_close_to_fp32(effnet_fp32: EffNetLite0, photos) -> None:

@@ -268,3 +268,25 @@ def test_missing_frame_files_are_skipped(world: World, index: VectorIndex, tmp_p
     assert hit.matched and hit.frame_t == 1.0 and hit.details["frames_used"] == 1
     gone = VideoEvidence(video_id=2, frames=video.frames[:1], data_dir=str(tmp_path))
     assert sig.compare(gone, world.refs, index) == []
+
+
+def test_hamming_search_and_ratio_test() -> None:
+    """Exact Hamming neighbours; a variant's match must beat its own second nearest."""
+    from index.geometric import MAX_DISTANCE, HammingIndex, candidate_matches
+
+    rng = np.random.default_rng(5)
+    refs = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    owner = np.repeat(np.arange(4, dtype=np.int32), 10)  # 4 variants of 10 descriptors
+    queries = refs[[0, 15, 27]].copy()
+    queries[1, :2] ^= 0xFF  # 16 bits away from descriptor 15
+    refs[16] = refs[15]  # descriptor 15 has a twin in its own variant: ambiguous
+    dist, ids = HammingIndex(refs).search(queries, 4)
+    bits = np.unpackbits(queries[:, None, :] ^ refs[None, :, :], axis=2).sum(axis=2)
+    assert (dist[:, 0] == bits.min(axis=1)).all()
+    assert ids[0, 0] == 0 and dist[0, 0] == 0 and ids[2, 0] == 27
+    got = candidate_matches(dist, ids, owner)
+    assert sorted(got) == [0, 2]  # variant 1's match (query 1) fails the ratio test
+    assert got[0][0].tolist() == [0] and got[0][1].tolist() == [0]
+    assert got[2][0].tolist() == [2] and got[2][1].tolist() == [27]
+    assert (dist[[0, 2], 0] <= MAX_DISTANCE).all()
+    assert candidate_matches(dist[:0], ids[:0], owner) == {}

@@ -28,6 +28,7 @@ from index.geometric import (
     REF_FEATURES,
     REF_SIDE,
     THUMB_SIDE,
+    HammingIndex,
     Verification,
     candidate_matches,
     describe,
@@ -115,6 +116,15 @@ class GeometricSignal(Signal):
             return Path(stored)
         return data_file(Path(video.data_dir), stored)
 
+    @staticmethod
+    def _hamming(index: VectorIndex) -> HammingIndex:
+        """The reference descriptors' Hamming search, built on first use per index."""
+        got = index.__dict__.get("_hamming")
+        if got is None:
+            got = HammingIndex(index.arrays["desc"])
+            index.__dict__["_hamming"] = got
+        return got
+
     def verify_frame(self, bgr: np.ndarray, index: VectorIndex) -> list[Verification]:
         """Every fit of one frame (BGR, at ``FRAME_SIDE``) to a reference variant."""
         a = index.arrays
@@ -122,13 +132,7 @@ class GeometricSignal(Signal):
         xy, desc = describe(gray, FRAME_FEATURES)
         if len(desc) < MIN_INLIERS or len(a["desc"]) == 0:
             return []
-        k = min(KNN, len(a["desc"]))
-        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(desc, a["desc"], k=k)
-        dist = np.full((len(desc), k), 256.0, np.float32)
-        ids = np.full((len(desc), k), -1, np.int64)
-        for q, row in enumerate(knn):
-            for j, mt in enumerate(row):
-                dist[q, j], ids[q, j] = mt.distance, mt.trainIdx
+        dist, ids = self._hamming(index).search(desc, KNN)
         out = []
         for v, (qi, ri) in candidate_matches(dist, ids, a["variant"]).items():
             if len(qi) < MIN_INLIERS // 2:

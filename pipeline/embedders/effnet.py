@@ -14,6 +14,13 @@ rather than centre-cropped. A centre crop of a 9:16 frame drops 44% of it, often
 the character; padding keeps the whole frame, and the square region crops (``pipeline.regions``)
 supply the close-ups. Pixels are scaled as in TF-Lite training, ``(x - 127) / 128``.
 Embedding: the global-average-pooled 1280-d features before the classifier, L2-normalised.
+
+Inference speed: in fp32, each BatchNorm is folded into the convolution before it at load
+(weights and bias rescaled; the norm's activation kept): the same features (region cosine
+>= 0.9999998) with a third fewer memory passes, 1.3x less CPU per frame. Under bfloat16 the
+folded bias would be rounded to bfloat16, which moved same-style classifier scores near the
+threshold (10 instead of 12 of 16 new-pose frames in ``tests/test_samestyle.py``), so bfloat16
+keeps the BatchNorms.
 """
 
 from __future__ import annotations
@@ -62,6 +69,44 @@ _IR_BLOCK = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
+
+
+# (convolution, its BatchNorm) attribute pairs of timm's EfficientNet blocks, by block class
+_FOLD_PAIRS = {
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+}
+
+
+def _fold(conv, bn):  # type: ignore[no-untyped-def]
+    """Rescale ``conv`` so it also does ``bn`` (eval statistics); the module that replaces
+    ``bn``: its activation (and its dropout, an identity in eval)."""
+    import torch
+    from torch import nn
+
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return nn.Sequential(getattr(bn, "drop", nn.Identity()), getattr(bn, "act", nn.Identity()))
+
+
+def fold_batchnorm(model):  # type: ignore[no-untyped-def]
+    """Fold every BatchNorm of a timm EfficientNet (in eval mode) into its convolution, in
+    place; raises :class:`EmbedderUnavailable` on a block layout it does not know."""
+    import torch
+
+    with torch.no_grad():
+        model.bn1 = _fold(model.conv_stem, model.bn1)
+        model.bn2 = _fold(model.conv_head, model.bn2)
+        for stage in model.blocks:
+            for block in stage:
+                pairs = _FOLD_PAIRS.get(type(block).__name__)
+                if pairs is None:
+                    raise EmbedderUnavailable(f"cannot fold {type(block).__name__} blocks")
+                for conv, bn in pairs:
+                    setattr(block, bn, _fold(getattr(block, conv), getattr(block, bn)))
+    return model
 
 
 def weights_file() -> str:
@@ -154,7 +199,10 @@ class EffNetLite0(Embedder):
         model.load_state_dict(map_state_dict(src, model), strict=True)
         # a CUDA GPU when there is one (large batches pay off there); the CPU otherwise
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        model = model.eval()
+        if self.precision == "fp32":  # exact there; under bfloat16 it would move the rounding
+            model = fold_batchnorm(model)
+        self.model = model.to(self.device, memory_format=torch.channels_last)
 
     def _autocast(self):  # type: ignore[no-untyped-def]
         import torch
@@ -239,19 +287,26 @@ class EffNetLite0(Embedder):
 
     @staticmethod
     def _pool_regions(fmap, part, prepared, w: int, h: int):  # type: ignore[no-untyped-def]
-        """``[(names, (n, 1280) GeM vectors)]`` for the frames ``part`` of a batch's map."""
+        """``[(names, (n, 1280) GeM vectors)]`` for the frames ``part`` of a batch's map: the
+        mean over each region's cells from one summed-area table per frame."""
         import torch
 
         mh, mw = fmap.shape[2], fmap.shape[3]
+        # summed-area table with a zero row and column in front: (n, c, mh + 1, mw + 1)
+        table = torch.nn.functional.pad(fmap.double().cumsum(2).cumsum(3), (1, 0, 1, 0))
         out = []
         for j, i in enumerate(part):
-            names, pooled = [], []
-            for name, (x0, y0, x1, y1) in prepared[i][1]:
+            names = [name for name, _ in prepared[i][1]]
+            cells = []
+            for _, (x0, y0, x1, y1) in prepared[i][1]:
                 c0, c1 = _cells(x0, x1, w, mw)
                 r0, r1 = _cells(y0, y1, h, mh)
-                pooled.append(fmap[j, :, r0:r1, c0:c1].mean(dim=(1, 2)))
-                names.append(name)
-            out.append((names, torch.stack(pooled).pow_(1.0 / GEM_P).cpu().numpy()))
+                cells.append((r0, r1, c0, c1))
+            r0, r1, c0, c1 = (torch.tensor(v) for v in zip(*cells, strict=True))
+            t = table[j]
+            sums = t[:, r1, c1] - t[:, r0, c1] - t[:, r1, c0] + t[:, r0, c0]  # (c, regions)
+            means = (sums / ((r1 - r0) * (c1 - c0))).T.float().clamp_(min=0.0)  # rounding
+            out.append((names, means.pow_(1.0 / GEM_P).cpu().numpy()))
         return out
 
     def classify(self, images: Sequence[Image.Image]) -> list[tuple[int, float]]:
