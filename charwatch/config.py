@@ -194,6 +194,28 @@ class ScheduleConfig:
 
 
 @dataclass
+class ServeConfig:
+    """The review desk (``charwatch serve``).
+
+    It binds ``host`` (loopback unless told otherwise). Sessions are signed with a key kept in
+    ``secret_key_file`` (empty: ``<data_dir>/desk-secret.key``, made once with mode 0600).
+    ``secure_cookies``: send the session cookie over HTTPS only (set it behind a TLS proxy).
+    A name that fails to log in ``login_max_failures`` times within ``login_lockout_s``
+    seconds is refused until that window has passed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 8
+    secret_key_file: str = ""
+    session_hours: float = 12.0
+    secure_cookies: bool = False
+    page_size: int = 50
+    login_max_failures: int = 5
+    login_lockout_s: int = 300
+
+
+@dataclass
 class WatchConfig:
     platform: str = ""
     hashtag: str = ""
@@ -211,6 +233,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     watch: list[WatchConfig] = field(default_factory=list)
     source: str = ""  # the file it was read from, if any
 

@@ -123,9 +123,15 @@ def _find(s: Session, name: str) -> Character | None:
 
 
 def _attach(
-    cfg: Config, s: Session, char: Character, images: list[_CheckedImage], negative: bool
+    cfg: Config,
+    s: Session,
+    char: Character,
+    images: list[_CheckedImage],
+    negative: bool,
+    label: str | None = None,
 ) -> int:
-    """Add checked images as references of ``char``; returns how many were new."""
+    """Add checked images as references of ``char``; returns how many were new. Each is
+    labelled ``label``, else with its file name (``front.png``: ``front``)."""
     existing = {
         r.sha256: r for r in s.scalars(select(Reference).where(Reference.character_id == char.id))
     }
@@ -145,6 +151,7 @@ def _attach(
             path=_copy_into(cfg, slugify(char.name), img),
             sha256=img.sha256,
             negative=negative,
+            label=" ".join((label or img.path.stem).split())[:256] or None,
         )
         s.add(ref)
         existing[img.sha256] = ref
@@ -220,17 +227,20 @@ def add_images(
     name: str,
     images: Sequence[str | os.PathLike[str]],
     negative: bool = False,
+    *,
+    label: str | None = None,
 ) -> Character:
     """Add reference images (or negative ones) to a registered character; returns it.
 
-    Images already registered (same content) are skipped.
+    Images already registered (same content) are skipped. ``label`` names the new references
+    (default: each file's name).
     """
     checked = _check_images(images)
     with store.session() as s:
         char = _find(s, name)
         if char is None:
             raise RegistryError(f"no character named {name!r}")
-        _attach(cfg, s, char, checked, negative=negative)
+        _attach(cfg, s, char, checked, negative=negative, label=label)
         char_id = char.id
     return _load(store, char_id)
 

@@ -19,7 +19,9 @@ Allowed moves (:data:`TRANSITIONS`)::
 * ``removed``: the platform took the video down; a later re-check that finds it up again may
   move it back to ``notice_sent``.
 
-Any other move is refused with a :class:`ReviewError` naming the allowed ones.
+Any other move is refused with a :class:`ReviewError` naming the allowed ones. Every applied
+step is kept as a :class:`storage.models.ReviewEvent` (who, when, from, to, note); the
+detection keeps the last one's reviewer and time (``reviewed_by``, ``reviewed_at``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sqlalchemy import select
 
 from charwatch.errors import UsageError
 from storage.db import Store
-from storage.models import Character, Detection, Video, utcnow
+from storage.models import Character, Detection, ReviewEvent, Video, utcnow
 
 NEW = "new"
 NEEDS_REVIEW = "needs_review"
@@ -66,6 +68,7 @@ class ReviewChange:
     new_state: str
     note: str | None
     reviewed_at: dt.datetime
+    reviewer: str | None = None
 
 
 def check_transition(old: str, new: str) -> None:
@@ -81,13 +84,19 @@ def check_transition(old: str, new: str) -> None:
 
 
 def set_review_state(
-    store: Store, detection_id: int, state: str, note: str | None = None
+    store: Store,
+    detection_id: int,
+    state: str,
+    note: str | None = None,
+    *,
+    reviewer: str | None = None,
 ) -> ReviewChange:
     """Move one detection to ``state`` (checked against :data:`TRANSITIONS`), set
-    ``reviewed_at`` and, when given, the note. Staying in the same state only updates the
-    note (and is an error without one)."""
+    ``reviewed_at``, ``reviewed_by`` (``reviewer``) and, when given, the note, and record the
+    step as a :class:`ReviewEvent`. Staying in the same state only updates the note (and is an
+    error without one)."""
     with store.session() as s:
-        det = s.get(Detection, detection_id)
+        det = s.get(Detection, detection_id, with_for_update=True)
         if det is None:
             raise ReviewError(f"no detection with id {detection_id}")
         old = det.review_state or NEW
@@ -102,9 +111,60 @@ def set_review_state(
         now = utcnow()
         det.review_state = state
         det.reviewed_at = now
+        det.reviewed_by = reviewer
         if note is not None:
             det.review_note = note.strip() or None
-        return ReviewChange(detection_id, old, state, det.review_note, now)
+        s.add(
+            ReviewEvent(
+                detection_id=detection_id,
+                old_state=old,
+                new_state=state,
+                note=(note.strip() or None) if note is not None else None,
+                reviewer=reviewer,
+                at=now,
+            )
+        )
+        return ReviewChange(detection_id, old, state, det.review_note, now, reviewer)
+
+
+def set_review_states(
+    store: Store,
+    detection_ids: list[int],
+    state: str,
+    note: str | None = None,
+    *,
+    reviewer: str | None = None,
+) -> tuple[list[ReviewChange], list[ReviewError]]:
+    """:func:`set_review_state` for each id (each in its own transaction): the applied
+    changes and the refused ones' errors, in the order given."""
+    done: list[ReviewChange] = []
+    refused: list[ReviewError] = []
+    for detection_id in dict.fromkeys(detection_ids):
+        try:
+            done.append(set_review_state(store, detection_id, state, note, reviewer=reviewer))
+        except ReviewError as exc:
+            refused.append(exc)
+    return done, refused
+
+
+def review_history(store: Store, detection_id: int) -> list[dict[str, Any]]:
+    """The review steps of one detection, oldest first."""
+    with store.session() as s:
+        rows = s.scalars(
+            select(ReviewEvent)
+            .where(ReviewEvent.detection_id == detection_id)
+            .order_by(ReviewEvent.at, ReviewEvent.id)
+        ).all()
+    return [
+        {
+            "old_state": e.old_state,
+            "new_state": e.new_state,
+            "note": e.note,
+            "reviewer": e.reviewer,
+            "at": e.at,
+        }
+        for e in rows
+    ]
 
 
 def list_detections(
@@ -145,6 +205,7 @@ def list_detections(
             "review_state": d.review_state or NEW,
             "review_note": d.review_note,
             "reviewed_at": d.reviewed_at,
+            "reviewed_by": d.reviewed_by,
             "detected_at": d.detected_at,
             "video_id": d.video_id,
         }

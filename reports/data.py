@@ -11,7 +11,16 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from charwatch.errors import UsageError
-from storage import Character, CrawlRun, Detection, Frame, ListingStatus, Video, VideoState
+from storage import (
+    Character,
+    CrawlRun,
+    Detection,
+    Frame,
+    ListingStatus,
+    Reference,
+    Video,
+    VideoState,
+)
 
 
 class ReportError(UsageError):
@@ -91,6 +100,7 @@ FLAG_FIELDS: dict[str, Any] = {
     "best_frame_t": Detection.best_frame_t,
     "best_frame_thumb": Detection.best_frame_thumb,
     "best_reference_id": Detection.best_reference_id,
+    "reference_label": Reference.label,
     "model_id": Detection.model_id,
     "review_state": Detection.review_state,
     "review_note": Detection.review_note,
@@ -147,6 +157,7 @@ def load_flags(
         select(*[col.label(name) for name, col in FLAG_FIELDS.items()])
         .join(Video, Video.id == Detection.video_id)
         .join(Character, Character.id == Detection.character_id)
+        .outerjoin(Reference, Reference.id == Detection.best_reference_id)
         .where(period.clause(Detection.detected_at))
         .order_by(Detection.score.desc(), Detection.id)
     )

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from charwatch.config import PLATFORMS
 from charwatch.platforms import display_name
 from reports.data import fmt_time, iso_time
+from reports.explain import explain
 from storage.blobs import data_file
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -316,6 +317,15 @@ def _opt(v: Any) -> Any:
 def flag_view(row: Any) -> dict[str, Any]:
     """One detection for the table and the cards (all strings escaped by the template)."""
     t = _opt(row["best_frame_t"])
+    ref_id = _opt(row.get("best_reference_id"))
+    words = explain(
+        row["signals"] or {},
+        character=str(row["character"]),
+        reference_label=_opt(row.get("reference_label")),
+        reference_id=None if ref_id is None else int(ref_id),
+        match_type=row["match_type"],
+        best_frame_t=t,
+    )
     return {
         "id": int(row["detection_id"]),
         "video_id": int(row["video_id"]),
@@ -326,6 +336,7 @@ def flag_view(row: Any) -> dict[str, Any]:
         "score_text": format(float(row["score"]), ".3f"),
         "match_type": row["match_type"] or "",
         "signals": flatten_signals(row["signals"] or {}),
+        "explanation": words.points,
         "best_t": t,
         "best_t_text": "" if t is None else f"{float(t):.1f} s",
         "review_state": row["review_state"] or "",

@@ -260,6 +260,7 @@ class Reference(Base):
     path: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
     negative: Mapped[bool] = mapped_column(default=False)
+    label: Mapped[str | None] = mapped_column(String(256))  # e.g. the image's file name, "front"
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     character: Mapped[Character] = relationship(back_populates="references")
@@ -271,6 +272,11 @@ class Detection(Base):
     __tablename__ = "detections"
     __table_args__ = (
         UniqueConstraint("video_id", "character_id", name="uq_detection_video_character"),
+        # the review desk's queue: filtered by state, ordered by time or score, keyset-paged
+        Index("ix_detections_state_detected", "review_state", "detected_at", "id"),
+        Index("ix_detections_state_score", "review_state", "score", "id"),
+        Index("ix_detections_detected", "detected_at", "id"),
+        Index("ix_detections_score", "score", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -292,10 +298,42 @@ class Detection(Base):
     review_state: Mapped[str] = mapped_column(String(32), default="new")
     review_note: Mapped[str | None] = mapped_column(Text)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))  # who gave the last verdict
     detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     video: Mapped[Video] = relationship()
     character: Mapped[Character] = relationship()
+
+
+class ReviewEvent(Base):
+    """One review step of a detection (``index.review``): who moved it from what to what, when."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    detection_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("detections.id", ondelete="CASCADE"), index=True
+    )
+    old_state: Mapped[str] = mapped_column(String(32))
+    new_state: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """A person who may use the review desk: ``analyst`` (reads and decides) or ``viewer``
+    (reads only). Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReportRun(Base):

@@ -25,6 +25,8 @@ COMMANDS = [
     "detections",
     "review",
     "allow",
+    "users",
+    "serve",
     "calibrate",
     "reembed",
     "archive",

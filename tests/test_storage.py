@@ -26,7 +26,7 @@ def test_migrate_twice_and_wal(tmp_path: Path) -> None:
     Store(url)  # second upgrade is a no-op
     con = sqlite3.connect(tmp_path / "db" / "c.db")
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0004"
+    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0005"
 
 
 def test_video_unique_per_platform_id(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ from charwatch.commands import (
     run_nightly,
     runs,
     scheduler,
+    serve,
     status,
+    users,
     videos,
     worker,
 )
@@ -74,6 +76,8 @@ COMMANDS: tuple[Command, ...] = (
     detections,
     review,
     allow,
+    users,
+    serve,
     calibrate,
     reembed,
     archive,

@@ -30,15 +30,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, state, text in VERDICTS:
         g.add_argument(flag, dest="state", action="store_const", const=state, help=text)
     parser.add_argument("--note", help="a note kept with the verdict")
+    parser.add_argument("--by", help="who gives the verdict (default: the login name)")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     from charwatch.jobs import open_store
     from index.review import set_review_state
 
-    change = set_review_state(open_store(cfg), args.detection_id, args.state, note=args.note)
+    change = set_review_state(
+        open_store(cfg), args.detection_id, args.state, note=args.note, reviewer=_reviewer(args)
+    )
     line = f"detection {change.detection_id}: {change.old_state} -> {change.new_state}"
     if change.note:
         line += f" (note: {change.note})"
     print(line)
     return 0
+
+
+def _reviewer(args: argparse.Namespace) -> str | None:
+    """``--by``, else the login name of this process (None when there is none)."""
+    if args.by and args.by.strip():
+        return args.by.strip()
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return None
