@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo        create .venv, install, run the whole chain on the fixture platform"
-	@echo "make test        create .venv, install, run the test suite"
-	@echo "make test-fast   the suite without the slow end-to-end tests"
+	@echo "make test        create .venv, install, run the test suite (in two processes)"
+	@echo "make test-fast   the suite without the slow end-to-end tests, in two processes"
 	@echo "make lint        ruff check + format check"
 	@echo "make bench       benchmarks -> bench/results/latest.json and latest.md"
 	@echo "make bench-quick a small benchmark run (smoke test)"
@@ -24,11 +24,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/charwatch demo
 
+# Both run in two xdist processes, each test module whole in one (its fixtures made once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

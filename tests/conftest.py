@@ -1,19 +1,27 @@
-"""Shared test fixtures: the fixture platform on 127.0.0.1, temp configs, the real CLI."""
+"""Shared test fixtures: the fixture platform on 127.0.0.1, temp configs, the real CLI, the
+effnet-lite0 embedder and its background bank, and stored, processed fixture videos."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import http.server
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,6 +194,296 @@ def bank_cache(request: pytest.FixtureRequest) -> Path:
     code = b"".join(f.read_bytes() for f in files)
     key = hashlib.sha256(code).hexdigest()[:16]
     cache = getattr(request.config, "cache", None)
-    if cache is None:
-        return request.getfixturevalue("tmp_path_factory").getbasetemp() / f"bank-{key}"
+    if cache is None:  # -p no:cacheprovider: this run's temp folder, shared by xdist workers
+        base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            base = base.parent
+        return base / f"bank-{key}"
     return Path(cache.mkdir(f"charwatch-bank-{key}"))
+
+
+def seed_bank(cfg: Any, bank: Path) -> None:
+    """Copy the session's background bank (:func:`bank_file`) into ``cfg``'s index folder, so
+    building a reference index there reads it instead of embedding the bank pictures again."""
+    from index.refindex import index_dir
+
+    dst = index_dir(cfg) / bank.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(bank, dst)
+
+
+# -- the embedder and its background bank, once per session --------------------------------
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """effnet-lite0 (the default embedder) with its shipped weights, loaded once per session.
+    A test that patches one of its methods does so with ``monkeypatch``, which puts it back."""
+    from pipeline.embedders import load_embedder
+
+    return load_embedder("effnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def clip_embedder() -> Any:
+    """open_clip ViT-B-32 with its seeded random weights (``clip:ViT-B-32:none``, which has a
+    text tower), loaded once per session."""
+    from pipeline.embedders import load_embedder
+
+    return load_embedder("clip:ViT-B-32:none")
+
+
+@pytest.fixture(scope="session")
+def bank_file(bank_cache: Path, embedder: Any) -> Path:
+    """The background-bank embeddings of :func:`embedder`, computed by the real
+    ``background_bank`` once (and kept in :func:`bank_cache` between runs); seed a data dir
+    with :func:`seed_bank`."""
+    from charwatch.config import Config
+    from index.refindex import background_bank, embedder_slug, index_dir
+
+    cfg = Config()
+    cfg.storage.data_dir = str(bank_cache)
+    bank_cache.mkdir(parents=True, exist_ok=True)
+    with open(bank_cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker computes it, the others wait
+        background_bank(cfg, embedder)  # reads the file when it is there and current
+    return index_dir(cfg) / f"bank-{embedder_slug(embedder.id)}.npz"
+
+
+@pytest.fixture(scope="session")
+def bank_vectors(bank_file: Path) -> np.ndarray:
+    """The background bank's region vectors (float32), as ``background_bank`` returns them."""
+    with np.load(bank_file, allow_pickle=False) as z:
+        return np.asarray(z["vectors"], dtype=np.float32)
+
+
+# -- stored, processed videos ---------------------------------------------------------------
+
+STORED_LISTING = "tiktok:hashtag:charwatchdemo"
+STORED_VIDEOS = 3  # the first videos of the listing
+STORED_PROCESS = {"download_retries": 0, "batch_size": 4}
+
+
+@dataclass
+class StoredVideos:
+    """A data dir of fixture videos (a copy, the test's own): its config file, the loaded
+    config and its store."""
+
+    config: Path
+    cfg: Any  # charwatch.config.Config
+    store: Any  # storage.Store
+
+    def platform_ids(self) -> list[str]:
+        from sqlalchemy import select
+
+        from storage import Video
+
+        with self.store.session() as s:
+            return list(s.scalars(select(Video.platform_id).order_by(Video.platform_id)))
+
+
+@dataclass
+class PreparedVideos:
+    """The session's prepared data dirs (never handed to a test: :func:`stored_videos` copies
+    them) and the processed one's end state (:func:`end_state`)."""
+
+    crawled: Path
+    processed: Path
+    end_state: dict[str, Any]
+
+
+def _stored_config(
+    path: Path, data: Path, base_url: str, url: str = "", process: dict[str, Any] | None = None
+) -> Path:
+    """``write_config`` with one ``[process]`` table and, when given, a database URL."""
+    settings = {**STORED_PROCESS, **(process or {})}
+    table = "[process]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    path = write_config(path, data, base_url, table)
+    if url:
+        body = path.read_text(encoding="utf-8")
+        path.write_text(body.replace("[storage]\n", f'[storage]\nurl = "{url}"\n', 1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_videos(
+    tmp_path_factory: pytest.TempPathFactory, fixture_server: Any, embedder: Any
+) -> PreparedVideos:
+    """Built once per session with the real parts: the first fixture videos of a listing
+    crawled (Scrapy) into one data dir, and a copy of it processed (yt-dlp, ffmpeg, PDQ,
+    effnet-lite0, SQLite) into another."""
+    from charwatch.config import load_config
+    from crawler.listing import Listing
+    from crawler.run import run_crawl
+    from pipeline.worker import process_pending
+    from storage import Store
+
+    root = tmp_path_factory.mktemp("prepared")
+    crawled, processed = root / "crawled", root / "processed"
+    cfg = load_config(_stored_config(root / "crawl.toml", crawled, fixture_server.base_url), {})
+    run_crawl(cfg, [Listing.parse(STORED_LISTING)], max_items=STORED_VIDEOS)
+    Store(cfg.storage.database_url).dispose()
+    shutil.copytree(crawled, processed)
+    path = _stored_config(root / "process.toml", processed, fixture_server.base_url)
+    cfg = load_config(path, {})
+    store = Store(cfg.storage.database_url)
+    stats = process_pending(cfg, store, embedder, progress=False)
+    assert (stats.processed, stats.failed) == (STORED_VIDEOS, 0), stats.summary()
+    state = end_state(store)
+    store.dispose()  # a complete SQLite file (no WAL left) to copy
+    return PreparedVideos(crawled, processed, state)
+
+
+@pytest.fixture
+def stored_videos(
+    prepared_videos: PreparedVideos, fixture_server: Any, tmp_path: Path
+) -> Callable[..., StoredVideos]:
+    """Copies of :func:`prepared_videos` in ``tmp_path``, one per call (a copy is cheap, and
+    the test may change it at will). ``stored_videos()``: the videos processed (media, frames,
+    embeddings; state ``embedded``); ``processed=False``: only crawled (``discovered``).
+    ``url``: the crawled rows go into that database instead (e.g. PostgreSQL); ``process``:
+    more ``[process]`` settings for the config file."""
+    from sqlalchemy import select
+
+    from charwatch.config import load_config
+    from storage import Store, Video
+    from storage.video_fields import ITEM_FIELDS
+
+    made = 0
+
+    def make(
+        processed: bool = True, url: str = "", process: dict[str, Any] | None = None
+    ) -> StoredVideos:
+        nonlocal made
+        if url and processed:
+            raise ValueError("only crawled videos can go into another database")
+        made += 1
+        home = tmp_path / f"stored-{made}"
+        source = prepared_videos.processed if processed else prepared_videos.crawled
+        shutil.copytree(source, home / "data")
+        path = _stored_config(
+            home / "charwatch.toml", home / "data", fixture_server.base_url, url, process
+        )
+        cfg = load_config(path, {})
+        store = Store(cfg.storage.database_url)
+        if url:
+            copied = Store(f"sqlite:///{home / 'data' / 'charwatch.db'}")
+            with copied.session() as s, store.session() as d:
+                for v in s.scalars(select(Video)):
+                    d.add(Video(**{f: getattr(v, f) for f in ITEM_FIELDS}))
+            copied.dispose()
+        return StoredVideos(path, cfg, store)
+
+    return make
+
+
+def end_state(store: Any) -> dict[str, Any]:
+    """What processing leaves per video, whatever interrupted it on the way: state, error,
+    media hash, lease, frames (time, PDQ, quality) and embedding vectors."""
+    from sqlalchemy import select
+
+    from storage import Embedding, Frame, Video
+
+    out: dict[str, Any] = {}
+    with store.session() as s:
+        for v in s.scalars(select(Video).order_by(Video.platform_id)):
+            frames = list(s.scalars(select(Frame).where(Frame.video_id == v.id).order_by(Frame.t)))
+            embs = {}
+            for f in frames:
+                for e in s.scalars(select(Embedding).where(Embedding.frame_id == f.id)):
+                    embs[(f.t, e.region, e.model_id)] = np.frombuffer(e.vector, np.float16)
+            out[v.platform_id] = {
+                "state": v.state,
+                "error": (v.error or "").split(" (")[0],
+                "sha": v.media_sha256,
+                "lease": v.lease_owner,
+                "frames": [(f.t, f.pdq, f.pdq_quality) for f in frames],
+                "embeddings": embs,
+            }
+    return out
+
+
+def assert_same_end_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two :func:`end_state` results agree: the same rows and frames, vectors within rounding."""
+    assert a.keys() == b.keys()
+    for pid in a:
+        x, y = a[pid], b[pid]
+        for key in ("state", "error", "sha", "lease", "frames"):
+            assert x[key] == y[key], (pid, key, x[key], y[key])
+        assert x["embeddings"].keys() == y["embeddings"].keys(), pid
+        for k, vec in x["embeddings"].items():
+            other = y["embeddings"][k].astype(np.float32)
+            assert float(vec.astype(np.float32) @ other) > 0.999, (pid, k)
+
+
+# -- a worker killed with kill -9 -------------------------------------------------------------
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from charwatch.config import load_config
+    from charwatch.jobs import current_embedder
+    from pipeline.worker import process_pending
+    from storage.db import Store
+
+    cfg = load_config(sys.argv[1], environ={})
+    store = Store(cfg.storage.database_url)
+    process_pending(cfg, store, current_embedder(cfg), progress=False)
+    """
+)
+
+
+@dataclass
+class Killed:
+    """How a :func:`kill_9_midway` went: whether the worker was still running when the kill
+    came, and how many videos were leased then."""
+
+    running: bool
+    leased: int
+
+
+def kill_9_midway(config: Path, store: Any, timeout: float = 120) -> Killed:
+    """Run the real worker (``process_pending``) on ``config`` in a child process and kill it
+    with SIGKILL as soon as a video has its frames stored, i.e. in the middle of the batch."""
+    from sqlalchemy import func, select
+
+    from storage import Video, VideoState
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    killed = Killed(running=False, leased=0)
+    started = (VideoState.FRAMES, VideoState.EMBEDDED)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            with store.session() as s:
+                count = select(func.count()).select_from(Video)
+                if s.scalar(count.where(Video.state.in_(started))):
+                    killed.leased = s.scalar(count.where(Video.lease_owner.is_not(None)))
+                    break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed.running = True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    return killed
+
+
+# -- xdist ----------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per xdist worker (``make test-fast`` runs two): as many busy threads
+    as workers, not twice that."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import faiss
@@ -32,10 +31,9 @@ from index.archive import (
     sidecar_path,
 )
 from index.matcher import ReembedNeeded, detect_pending, load_evidence
-from index.refindex import background_bank, embedder_slug, index_dir
+from index.refindex import embedder_slug
 from index.retro import has_archived_frames, retro_scan
 from index.shards import ivf_lists, pq_subvectors
-from pipeline.embedders import load_embedder
 from pipeline.hashing import pdq
 from pipeline.media import to_data_path
 from pipeline.reembed import reembed
@@ -44,6 +42,7 @@ from pipeline.worker import process_pending
 from storage.db import Store
 from storage.models import Detection, Embedding, Frame, Video, VideoState
 from storage.vectors import encode_vector
+from tests.conftest import seed_bank
 
 W, H = 360, 640
 
@@ -82,24 +81,10 @@ def scene(
     return img
 
 
-def seed_bank(cfg: Config, embedder, cache: Path) -> None:
-    """Copy the background-bank embeddings computed once per session into ``cfg``'s data dir
-    (the reference index reads them from there instead of embedding the bank again)."""
-    name = f"bank-{embedder_slug(embedder.id)}.npz"
-    src = cache / "indexes" / name
-    if not src.is_file():
-        c = Config()
-        c.storage.data_dir = str(cache)
-        background_bank(c, embedder)
-    dst = index_dir(cfg) / name
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src, dst)
-
-
 class Lab:
     """A temporary data dir and store; :meth:`add_video` stores frames like the worker."""
 
-    def __init__(self, root: Path, embedder, bank_cache: Path | None = None) -> None:
+    def __init__(self, root: Path, embedder, bank: Path | None = None) -> None:
         self.root = root
         self.cfg = Config()
         self.cfg.storage.data_dir = str(root / "data")
@@ -108,8 +93,8 @@ class Lab:
         self.refs = root / "refs"
         self.refs.mkdir(parents=True, exist_ok=True)
         self.n = 0
-        if bank_cache is not None:
-            seed_bank(self.cfg, embedder, bank_cache)
+        if bank is not None:  # the session's background bank (conftest.bank_file)
+            seed_bank(self.cfg, bank)
 
     def reference(self, key: str, index: int) -> Path:
         path = self.refs / f"{key}_{index}.png"
@@ -189,21 +174,6 @@ class Lab:
                     )
                 )
             }
-
-
-_LOADED: dict[str, object] = {}
-
-
-def effnet():
-    """The effnet-lite0 embedder, loaded once per test session."""
-    if "effnet" not in _LOADED:
-        _LOADED["effnet"] = load_embedder("effnet-lite0", threads=2)
-    return _LOADED["effnet"]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return effnet()
 
 
 def random_rows(store: Store, n_videos: int, dim: int, model_id: str, seed: int) -> list[int]:
@@ -418,10 +388,10 @@ def test_ivf_above_the_size_threshold_and_hnsw_on_request(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def past(tmp_path_factory, embedder, bank_cache) -> Lab:
+def past(tmp_path_factory, embedder, bank_file) -> Lab:
     """Pompom registered; processed and matched videos of Kitsumaru (not yet registered),
     Pompom, an unregistered look-alike, and nobody."""
-    lab = Lab(tmp_path_factory.mktemp("past"), embedder, bank_cache)
+    lab = Lab(tmp_path_factory.mktemp("past"), embedder, bank_file)
     registry.add_character(
         lab.cfg, lab.store, "Pompom", images=[lab.reference("pompom", i) for i in range(2)]
     )
@@ -494,7 +464,9 @@ def test_cli_add_runs_the_retroactive_scan_unless_told_not_to(past, tmp_path, ca
 # the model change
 
 
-def test_model_change_goes_through_reembed_and_never_mixes(tmp_path, embedder, capsys):
+def test_model_change_goes_through_reembed_and_never_mixes(
+    tmp_path, embedder, clip_embedder, capsys
+):
     lab = Lab(tmp_path, embedder)
     rng = random.Random(3)
     frame = scene(rng, "pompom", square=True)
@@ -508,7 +480,7 @@ def test_model_change_goes_through_reembed_and_never_mixes(tmp_path, embedder, c
     old.update(lab.store)
     old.save()
 
-    clip = load_embedder("clip:ViT-B-32:none", threads=2)
+    clip = clip_embedder
     with pytest.raises(ReembedNeeded, match="re-embed needed"):
         load_evidence(lab.store, kept, clip.id, clip.dim)
     assert archive_status(lab.cfg, lab.store, clip.id)["videos_to_reembed"] == 2

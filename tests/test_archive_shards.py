@@ -29,7 +29,7 @@ from index.shards import (
 from pipeline.reembed import reembed
 from storage.db import Store
 from storage.models import Detection, Embedding, Frame, Video, VideoState
-from tests.test_archive import Lab, effnet, random_rows, scene, stored_matrix
+from tests.test_archive import Lab, random_rows, scene, stored_matrix
 
 MODEL, DIM = "test-model:fp32", 48
 
@@ -221,15 +221,10 @@ def test_the_per_shard_scan_equals_a_whole_archive_scan(tmp_path):
     assert whole.tolist() == exact.tolist()
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return effnet()
-
-
 def test_pruned_database_vectors_leave_matching_retro_and_reembed_working(
-    tmp_path, embedder, bank_cache
+    tmp_path, embedder, bank_file
 ):
-    lab = Lab(tmp_path, embedder, bank_cache)
+    lab = Lab(tmp_path, embedder, bank_file)
     registry.add_character(
         lab.cfg, lab.store, "Pompom", images=[lab.reference("pompom", i) for i in range(2)]
     )

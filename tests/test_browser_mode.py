@@ -228,6 +228,7 @@ def test_browser_does_not_announce_itself_as_headless_or_automated(fixture_serve
     assert not webdriver
 
 
+@pytest.mark.slow  # a whole crawl through headless Chromium
 @needs_chromium
 def test_browser_mode_gets_every_item_of_the_signed_tag(
     browser_crawl: tuple[Crawl, dict[str, int]], fixture_server: Any
@@ -243,6 +244,7 @@ def test_browser_mode_gets_every_item_of_the_signed_tag(
     assert counts["/api/challenge/item_list/"] >= 3 + 1
 
 
+@pytest.mark.slow  # a whole crawl through headless Chromium
 @needs_chromium
 def test_browser_mode_matches_http_mode_on_an_open_tag(
     browser_crawl: tuple[Crawl, dict[str, int]], fixture_server: Any
@@ -256,6 +258,7 @@ def test_browser_mode_matches_http_mode_on_an_open_tag(
     )
 
 
+@pytest.mark.slow  # a whole crawl through headless Chromium
 @needs_chromium
 def test_browser_mode_classifies_a_page_without_item_list(
     browser_crawl: tuple[Crawl, dict[str, int]],
@@ -267,6 +270,7 @@ def test_browser_mode_classifies_a_page_without_item_list(
     assert run.debug_path and Path(run.debug_path).is_file()
 
 
+@pytest.mark.slow  # a whole crawl through headless Chromium
 @needs_chromium
 def test_no_browser_process_is_left_after_the_crawl(
     browser_crawl: tuple[Crawl, dict[str, int]],
@@ -275,6 +279,7 @@ def test_no_browser_process_is_left_after_the_crawl(
     assert counts["leftover_processes"] == 0
 
 
+@pytest.mark.slow  # a whole crawl through headless Chromium
 @needs_chromium
 def test_browser_search_with_max_items_cookies_and_user_agent(
     fixture_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -24,18 +24,13 @@ from index.refindex import load_or_build
 from index.review import TRANSITIONS, ReviewError, list_detections, set_review_state
 from index.signals import EmbeddingSignal, PdqSignal, embed_threshold
 from storage.models import CharacterThreshold, Detection
-from tests.test_archive import Lab, effnet, scene
+from tests.test_archive import Lab, scene
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return effnet()
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, embedder, bank_cache):
+def graded(tmp_path_factory, embedder, bank_file):
     """Pompom and Kitsumaru registered; two Pompom videos, a look-alike, an empty one."""
-    lab = Lab(tmp_path_factory.mktemp("graded"), embedder, bank_cache)
+    lab = Lab(tmp_path_factory.mktemp("graded"), embedder, bank_file)
     for key, name in (("pompom", "Pompom"), ("kitsumaru", "Kitsumaru")):
         registry.add_character(lab.cfg, lab.store, name, images=[lab.reference(key, 0)])
     rng = random.Random(5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,14 +22,13 @@ from storage import workers, workqueue
 from storage.db import Store
 from storage.models import Character, Detection, Embedding, Frame, Video, VideoState, Worker
 from tests import test_pipeline as tp
+from tests.conftest import PreparedVideos, assert_same_end_state, end_state, kill_9_midway
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the clips, the local server and the embedder of the pipeline tests
+# the clips and the local server of the pipeline tests
 media = tp.media
 server = tp.server
-embedder = tp.embedder
-processed = tp.processed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -378,66 +376,20 @@ def test_run_says_when_live_workers_hold_everything(url: str, tmp_path: Path, em
     assert stats.as_dict()["busy"] == 3
 
 
-_KILL_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from charwatch.config import Config, StorageConfig
-    from pipeline.embedders import load_embedder
-    from pipeline.worker import process_pending
-    from storage.db import Store
-
-    cfg = Config(storage=StorageConfig(data_dir=sys.argv[1]))
-    for name in ("tiktok", "youtube", "instagram"):
-        plat = cfg.platforms.get(name)
-        plat.download_delay = plat.sleep_interval = 0.0
-        plat.max_downloads_per_hour = 0
-    cfg.process.download_retries = 0
-    cfg.process.batch_size = 4  # the default 15-minute lease stays
-    store = Store(sys.argv[2])
-    print("ready", flush=True)
-    process_pending(cfg, store, load_embedder("effnet-lite0"), progress=False)
-    """
-)
-
-
+@pytest.mark.slow  # a worker process killed mid-batch
 def test_kill_9_then_an_immediate_rerun_finishes_everything(
-    url: str, tmp_path: Path, server: str, processed, embedder
+    url: str, stored_videos, prepared_videos: PreparedVideos, embedder
 ) -> None:
-    _, clean_store, _ = processed
-    cfg = tp._config(tmp_path)
-    store = Store(url)
-    tp._add(store, server, tp.GOOD | {k: p for k, (p, _) in tp.BAD.items()})
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILL_SCRIPT, str(cfg.data_dir), url],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            with store.session() as s:
-                started = s.scalar(
-                    select(func.count())
-                    .select_from(Video)
-                    .where(Video.state.in_((VideoState.FRAMES, VideoState.EMBEDDED)))
-                )
-            if started:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the worker ended before it could be killed"
-        with store.session() as s:
-            leased = s.scalar(select(func.count()).where(Video.lease_owner.is_not(None)))
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert leased  # the killed worker held leases (15 minutes long)
+    stored = stored_videos(processed=False, url=url)  # the default 15-minute lease stays
+    cfg, store = stored.cfg, stored.store
+    killed = kill_9_midway(stored.config, store)
+    assert killed.running, "the worker ended before it could be killed"
+    assert killed.leased  # the killed worker held leases (15 minutes long)
     t0 = time.monotonic()
     stats = process_pending(cfg, store, embedder, progress=False)
     assert time.monotonic() - t0 < 90
     assert stats.busy == 0
-    tp._assert_same(tp._snapshot(clean_store), tp._snapshot(store))
+    assert_same_end_state(prepared_videos.end_state, end_state(store))
     with store.session() as s:
         assert s.scalar(select(func.count()).where(Video.lease_owner.is_not(None))) == 0
         assert s.scalar(select(func.count()).select_from(Worker)) == 0  # swept or deregistered
@@ -479,7 +431,7 @@ def test_concurrent_migrations_run_once(url: str) -> None:
     store = Store(url, auto_migrate=False)
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0004"
+            "0005"
         ]
     store.dispose()
     Store(url)  # at head: nothing to do

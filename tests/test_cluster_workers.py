@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ from charwatch import cluster
 from charwatch.config import Config, load_config
 from charwatch.demo import compare, register_demo_characters
 from storage import Detection, Embedding, Frame, JobRun, Store, Video, VideoState
-from tests.conftest import charwatch_exe, run_cli, write_config
+from tests.conftest import charwatch_exe, run_cli, seed_bank, write_config
 
 DEMO_TAG = "charwatchdemo"
 STOP_LIMIT_S = 60.0
@@ -41,23 +40,14 @@ def cluster_config(tmp_path: Path, base_url: str, pg_url: str, extra: str = "") 
     return path
 
 
-def prepare_matching(cfg: Config, store: Store, bank_cache: Path) -> None:
+def prepare_matching(cfg: Config, store: Store, embedder: Any, bank: Path) -> None:
     """Register the demo characters and build their reference index once, here, so the
-    workers load it instead of each building it (the background bank comes from the cache)."""
-    from charwatch.jobs import current_embedder
-    from index.refindex import embedder_slug, index_dir, load_or_build
+    workers load it instead of each building it (the background bank is the session's)."""
+    from index.refindex import load_or_build
 
     register_demo_characters(cfg, store)
-    embedder = current_embedder(cfg)
-    name = f"bank-{embedder_slug(embedder.id)}.npz"
-    cached = bank_cache / "indexes" / name
-    if cached.is_file():
-        index_dir(cfg).mkdir(parents=True, exist_ok=True)
-        shutil.copy(cached, index_dir(cfg) / name)
+    seed_bank(cfg, bank)
     load_or_build(cfg, store, embedder)
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(index_dir(cfg) / name, cached)
 
 
 class Workers:
@@ -204,12 +194,17 @@ def assert_nothing_lost_or_duplicated(cfg: Config, store: Store, catalog: Any) -
 
 @pytest.mark.slow
 def test_a_queued_rescan_is_crawled_processed_matched_and_reported_by_workers(
-    tmp_path: Path, fixture_server: Any, pg_url: str, bank_cache: Path, workers: Any
+    tmp_path: Path,
+    fixture_server: Any,
+    pg_url: str,
+    embedder: Any,
+    bank_file: Path,
+    workers: Any,
 ) -> None:
     config = cluster_config(tmp_path, fixture_server.base_url, pg_url)
     cfg = load_config(config)
     store = Store(pg_url)
-    prepare_matching(cfg, store, bank_cache)
+    prepare_matching(cfg, store, embedder, bank_file)
     pool = workers(config)
     procs = [pool.start("--batch", "3", "--concurrency", "2"), pool.start("--batch", "3")]
 
@@ -253,12 +248,17 @@ def test_a_queued_rescan_is_crawled_processed_matched_and_reported_by_workers(
 
 @pytest.mark.slow
 def test_kill_9_loses_nothing_and_sigterm_releases_within_a_minute(
-    tmp_path: Path, fixture_server: Any, pg_url: str, bank_cache: Path, workers: Any
+    tmp_path: Path,
+    fixture_server: Any,
+    pg_url: str,
+    embedder: Any,
+    bank_file: Path,
+    workers: Any,
 ) -> None:
     config = cluster_config(tmp_path, fixture_server.base_url, pg_url)
     cfg = load_config(config)
     store = Store(pg_url)
-    prepare_matching(cfg, store, bank_cache)
+    prepare_matching(cfg, store, embedder, bank_file)
     pool = workers(config)
     procs = [pool.start("--batch", "2") for _ in range(3)]
 

@@ -26,10 +26,12 @@ from index import registry
 from index.matcher import detect_pending, load_evidence
 from index.refindex import load_or_build
 from index.signals import EmbeddingSignal, embed_threshold
-from pipeline.embedders import load_embedder
 from pipeline.hashing import pdq
 from storage.db import Store
 from storage.models import Character, Detection, Embedding, Frame, Video, VideoState
+from tests.conftest import seed_bank
+
+pytestmark = pytest.mark.slow  # a quality check over many rendered frames
 
 TIMES = (0.0, 1.2, 2.4, 3.6, 4.8)  # sampled frame times (s), as the frame sampler spaces them
 MARGIN = 0.05  # probability units between the threshold and the nearest score
@@ -63,11 +65,12 @@ def _frames(spec: VideoSpec) -> list[Image.Image]:
 
 
 class Bench:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, embedder, bank: Path) -> None:
         self.cfg = Config()
         self.cfg.storage.data_dir = str(root / "data")
         self.store = Store(self.cfg.storage.database_url)
-        self.embedder = load_embedder("effnet-lite0", threads=2)
+        self.embedder = embedder
+        seed_bank(self.cfg, bank)
         refs = write_reference_images(root / "refs")
         for ch in DEMO_CHARACTERS:
             if ch.registered:
@@ -115,8 +118,8 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Bench:
-    b = Bench(tmp_path_factory.mktemp("quality"))
+def bench(tmp_path_factory, embedder, bank_file) -> Bench:
+    b = Bench(tmp_path_factory.mktemp("quality"), embedder, bank_file)
     names = {c.key: c.name for c in DEMO_CHARACTERS if c.registered}
     for i, (key, char, layout, scale, bg, companion, poses) in enumerate(VIDEOS):
         spec = VideoSpec(

@@ -47,7 +47,6 @@ from index.signals import (
     frame_seconds,
     make_signals,
 )
-from pipeline.embedders import load_embedder
 from pipeline.hashing import pdq
 from storage import workqueue
 from storage.blobs import data_file
@@ -63,6 +62,7 @@ from storage.models import (
     Video,
     VideoState,
 )
+from tests.conftest import seed_bank
 
 W, H = 360, 640  # portrait frames, as on short-form platforms
 
@@ -239,11 +239,6 @@ def make_config(root: Path) -> Config:
     return cfg
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("effnet-lite0", threads=2)
-
-
 class World:
     """A temporary store with registered characters; methods add processed videos."""
 
@@ -326,9 +321,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, embedder) -> World:
+def world(tmp_path_factory, embedder, bank_file) -> World:
     """Hoshimaru (4 references, Japanese aliases, one negative) and Kumo (2 references)."""
     w = World(tmp_path_factory.mktemp("world"), embedder)
+    seed_bank(w.cfg, bank_file)
     refs = [
         w.image("hoshi_a.png", on_plain(draw_hoshi(), (255, 255, 255))),
         w.image("hoshi_b.png", on_plain(draw_hoshi(tilt=12, arms_up=True), (235, 242, 255))),
@@ -660,9 +656,10 @@ def test_index_is_reused_survives_a_crash_and_follows_the_registry(world):
     assert load_or_build(world.cfg, world.store, world.embedder).built is False
 
 
-def test_text_prompts_with_a_text_tower_and_separate_indexes_per_embedder(world):
-    clip = load_embedder("clip:ViT-B-32:none", threads=2)
+def test_text_prompts_with_a_text_tower_and_separate_indexes_per_embedder(world, clip_embedder):
+    clip = clip_embedder
     assert clip.has_text and clip.id != world.embedder.id
+    load_or_build(world.cfg, world.store, world.embedder)  # the effnet index, whatever ran before
     signals = make_signals(world.cfg.detect, clip)
     assert "text_prompt" in [s.name for s in signals]
     assert "text_prompt" not in [s.name for s in make_signals(world.cfg.detect, world.embedder)]

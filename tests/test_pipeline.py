@@ -7,11 +7,7 @@ import datetime as dt
 import functools
 import hashlib
 import http.server
-import os
-import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from charwatch.config import Config, ProcessConfig, StorageConfig
 from pipeline import hashing
 from pipeline.download import DownloadError, download
-from pipeline.embedders import load_embedder
 from pipeline.frames import FramesError, sample_frames
 from pipeline.media import ffmpeg_exe, probe
 from pipeline.provenance import read_c2pa
@@ -34,10 +29,13 @@ from pipeline.worker import process_pending
 from storage.blobs import data_file
 from storage.db import Store
 from storage.models import Embedding, Frame, Video, VideoState
-from tests.conftest import local_http_server
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.conftest import (
+    PreparedVideos,
+    assert_same_end_state,
+    end_state,
+    kill_9_midway,
+    local_http_server,
+)
 
 # -- test media made with the real ffmpeg --------------------------------------------------
 
@@ -110,11 +108,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def server(media: Path) -> Iterator[str]:
     with local_http_server(functools.partial(_Handler, directory=str(media))) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("effnet-lite0")
 
 
 def _pcfg(**kw: object) -> ProcessConfig:
@@ -452,27 +445,6 @@ def _add(store: Store, server: str, items: dict[str, str]) -> None:
             s.add(Video(platform="tiktok", platform_id=pid, url=f"{server}{path}"))
 
 
-def _snapshot(store: Store) -> dict[str, object]:
-    """The end state that must not depend on how often processing was interrupted."""
-    out: dict[str, object] = {}
-    with store.session() as s:
-        for v in s.scalars(select(Video).order_by(Video.platform_id)):
-            frames = list(s.scalars(select(Frame).where(Frame.video_id == v.id).order_by(Frame.t)))
-            embs = {}
-            for f in frames:
-                for e in s.scalars(select(Embedding).where(Embedding.frame_id == f.id)):
-                    embs[(f.t, e.region, e.model_id)] = np.frombuffer(e.vector, np.float16)
-            out[v.platform_id] = {
-                "state": v.state,
-                "error": (v.error or "").split(" (")[0],
-                "sha": v.media_sha256,
-                "lease": v.lease_owner,
-                "frames": [(f.t, f.pdq, f.pdq_quality) for f in frames],
-                "embeddings": embs,
-            }
-    return out
-
-
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory, server: str, embedder):
     """One clean run over good and bad inputs."""
@@ -601,19 +573,21 @@ def test_worker_samples_frames_in_a_pool_before_dropping_media(
     assert not list((cfg.data_dir / "media").rglob("*.mp4"))
 
 
-def test_worker_stages_are_idempotent(tmp_path: Path, processed, embedder) -> None:
+def test_worker_stages_are_idempotent(stored_videos, embedder) -> None:
     """Rewinding finished videos to an earlier state and running again changes nothing."""
-    cfg, store, _ = processed
-    before = _snapshot(store)
+    stored = stored_videos()
+    cfg, store = stored.cfg, stored.store
+    first, second = stored.platform_ids()[:2]
+    before = end_state(store)
     with store.session() as s:
         s.execute(
             update(Video)
-            .where(Video.platform_id == "ok")
+            .where(Video.platform_id == first)
             .values(state=VideoState.DOWNLOADED)  # killed after frames were written
         )
-        s.execute(update(Video).where(Video.platform_id == "cuts").values(state=VideoState.FRAMES))
-        cuts_id = s.scalar(select(Video.id).where(Video.platform_id == "cuts"))
-        frame_ids = select(Frame.id).where(Frame.video_id == cuts_id)
+        s.execute(update(Video).where(Video.platform_id == second).values(state=VideoState.FRAMES))
+        second_id = s.scalar(select(Video.id).where(Video.platform_id == second))
+        frame_ids = select(Frame.id).where(Frame.video_id == second_id)
         s.execute(  # killed halfway through writing its embeddings
             Embedding.__table__.delete().where(
                 Embedding.frame_id.in_(frame_ids), Embedding.region != "full"
@@ -621,80 +595,20 @@ def test_worker_stages_are_idempotent(tmp_path: Path, processed, embedder) -> No
         )
     stats = process_pending(cfg, store, embedder, progress=False)
     assert stats.processed == 2 and stats.downloaded == 0
-    after = _snapshot(store)
-    _assert_same(before, after)
+    assert_same_end_state(before, end_state(store))
 
 
-def _assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for pid in a:
-        x, y = a[pid], b[pid]
-        for key in ("state", "error", "sha", "lease", "frames"):
-            assert x[key] == y[key], (pid, key, x[key], y[key])
-        assert x["embeddings"].keys() == y["embeddings"].keys(), pid
-        for k, vec in x["embeddings"].items():
-            other = y["embeddings"][k].astype(np.float32)
-            assert float(vec.astype(np.float32) @ other) > 0.999, (pid, k)
-
-
-_KILL_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from charwatch.config import Config, StorageConfig
-    from pipeline.embedders import load_embedder
-    from pipeline.worker import process_pending
-    from storage.db import Store
-
-    cfg = Config(storage=StorageConfig(data_dir=sys.argv[1]))
-    for name in ("tiktok", "youtube", "instagram"):
-        plat = cfg.platforms.get(name)
-        plat.download_delay = plat.sleep_interval = 0.0
-        plat.max_downloads_per_hour = 0
-    cfg.process.download_retries = 0
-    cfg.process.lease_s = 2
-    cfg.process.batch_size = 4
-    store = Store(cfg.storage.database_url)
-    print("ready", flush=True)
-    process_pending(cfg, store, load_embedder("effnet-lite0"), progress=False)
-    """
-)
-
-
+@pytest.mark.slow  # a worker process killed mid-batch
 def test_kill_9_then_retry_gives_the_same_end_state(
-    tmp_path: Path, server: str, processed, embedder
+    stored_videos, prepared_videos: PreparedVideos, embedder
 ) -> None:
-    _, clean_store, _ = processed
-    cfg = _config(tmp_path)
-    store = Store(cfg.storage.database_url)
-    _add(store, server, GOOD | {k: p for k, (p, _) in BAD.items()})
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILL_SCRIPT, str(cfg.data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            with store.session() as s:
-                started = s.scalar(
-                    select(func.count())
-                    .select_from(Video)
-                    .where(Video.state.in_((VideoState.FRAMES, VideoState.EMBEDDED)))
-                )
-            if started:
-                break
-            time.sleep(0.05)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    stored = stored_videos(processed=False, process={"lease_s": 2})
+    cfg, store = stored.cfg, stored.store
+    kill_9_midway(stored.config, store)
     time.sleep(2.1)  # the dead worker's leases run out
     process_pending(cfg, store, embedder, progress=False)
-    after = _snapshot(store)
     # media_path, frames dir etc. differ by folder; states, hashes and vectors must not
-    _assert_same(_snapshot(clean_store), after)
+    assert_same_end_state(prepared_videos.end_state, end_state(store))
     data = cfg.data_dir / "media" / "tiktok"
     assert not [p for p in data.iterdir() if p.name.startswith(".")]  # no temp leftovers
 

@@ -19,13 +19,6 @@ from storage import Store, Video, VideoState, platform_state
 from tests.conftest import write_config
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    from pipeline.embedders import load_embedder
-
-    return load_embedder("effnet-lite0")
-
-
 def _queue(store: Store, srv, platform: str, n: int) -> list[str]:
     ids = srv.catalog.demo_video_ids(platform)[:n]
     with store.session() as s:

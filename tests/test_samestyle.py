@@ -29,7 +29,8 @@ from index.signals import (
     ReferenceSet,
     foreground_mask,
 )
-from pipeline.embedders import load_embedder
+
+pytestmark = pytest.mark.slow  # a quality check over many rendered frames
 
 REGISTERED = 8
 FAMILY_SEED = 7
@@ -43,7 +44,7 @@ def _jpeg(img: Image.Image) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def world():
+def world(embedder, bank_vectors):
     fam = family(FAMILY_SEED)
     regs = fam.registered[:REGISTERED]
     pictures: dict[int, Image.Image] = {}
@@ -54,9 +55,9 @@ def world():
             pictures[rid] = family_reference(c, k, 512)
             images.append(ReferenceImage(rid, ci, f"{c.key}-{k}.png", f"sha-{rid}"))
     refs = ReferenceSet({i: CharacterRef(i, c.name) for i, c in enumerate(regs, 1)}, images)
-    emb = load_embedder("effnet-lite0")
+    emb = embedder
     bank_pics = bank_images()
-    bank = np.concatenate([f.vectors for f in emb.embed_frames(bank_pics)])
+    bank = bank_vectors  # the region vectors of bank_pics, embedded once per session
     sig = EmbeddingSignal(Config().detect, emb)
     index = sig.index_references(
         refs,

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from charwatch.config import Config, StorageConfig
 from storage import Detection, Frame, Store, Video, VideoState
 from storage.blobs import Blobs
+from tests.conftest import seed_bank
 
 
 def _machine(tmp: Path, name: str, db: str, root: str, options: dict[str, str]) -> Config:
@@ -33,15 +34,9 @@ def _machine(tmp: Path, name: str, db: str, root: str, options: dict[str, str]) 
     return cfg
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    from pipeline.embedders import load_embedder
-
-    return load_embedder("effnet-lite0")
-
-
+@pytest.mark.slow  # process, match, report and retention on two machines
 def test_two_machines_share_media_and_frames_through_s3(
-    tmp_path: Path, s3_bucket, fixture_server, embedder
+    tmp_path: Path, s3_bucket, fixture_server, embedder, bank_file
 ) -> None:
     from charwatch.demo import register_demo_characters
     from index.matcher import detect_pending
@@ -73,6 +68,7 @@ def test_two_machines_share_media_and_frames_through_s3(
 
     # machine B has none of these files locally
     assert not (tmp_path / "b").exists()
+    seed_bank(b, bank_file)  # its reference index reads the session's background bank
     detect = detect_pending(b, store, embedder, progress=False)
     assert detect.matched == 3
     with store.session() as s:
