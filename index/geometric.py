@@ -90,7 +90,7 @@ class HammingIndex:
         import faiss
 
         self.ntotal = len(desc)
-        self._index = faiss.IndexBinaryFlat(desc.shape[1] * 8 if desc.ndim == 2 else 256)
+        self._index = faiss.IndexBinaryFlat(desc.shape[1] * 8)  # (n, bytes) descriptors
         if self.ntotal:
             self._index.add(np.ascontiguousarray(desc, dtype=np.uint8))
 

@@ -168,34 +168,41 @@ def _primary(
         variant = VARIANTS.get(str(sig.get("variant") or ""), "")
         dist = _int(sig.get("distance", sig.get("raw")))
         limit = _int(sig.get("max_distance", fusion.get("pdq_max_distance")))
-        out.append(
-            _plain(
-                "copy of reference ",
-                (ref, True),
-                f" at {t}" + (f", {variant}" if variant else ""),
-                f": picture hash {dist} of 256 bits apart (at most {limit}{cal})",
-            )
+        out += _copy_clauses(
+            sig,
+            ref,
+            t,
+            variant,
+            total,
+            f"picture hash {dist} of 256 bits apart (at most {limit}{cal})",
         )
-        frames = _frames_clause(sig, "frames_matched", total)
-        if frames:
-            out.append(_plain(frames))
     elif name == "geometric":
         variant = VARIANTS.get(str(sig.get("variant") or ""), "")
         inliers = _int(sig.get("inliers", sig.get("raw")))
         need = _int(sig.get("min_inliers"))
         visible = _num(sig.get("visible"))
         tail = f", {visible:.0%} of it visible" if visible is not None and visible < 0.95 else ""
-        out.append(
-            _plain(
-                "copy of reference ",
-                (ref, True),
-                f" at {t}" + (f", {variant}" if variant else ""),
-                f": {inliers} keypoints line up (at least {need}{cal}){tail}",
-            )
+        out += _copy_clauses(
+            sig, ref, t, variant, total, f"{inliers} keypoints line up (at least {need}{cal}){tail}"
         )
-        frames = _frames_clause(sig, "frames_matched", total)
-        if frames:
-            out.append(_plain(frames))
+    return out
+
+
+def _copy_clauses(
+    sig: Mapping[str, Any], ref: str, t: str, variant: str, total: int | None, detail: str
+) -> list[Sentence]:
+    """ "copy of reference *R* at T[, variant]: DETAIL", then how many frames matched."""
+    out = [
+        _plain(
+            "copy of reference ",
+            (ref, True),
+            f" at {t}" + (f", {variant}" if variant else ""),
+            f": {detail}",
+        )
+    ]
+    frames = _frames_clause(sig, "frames_matched", total)
+    if frames:
+        out.append(_plain(frames))
     return out
 
 
