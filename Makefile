@@ -24,7 +24,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/charwatch demo
 
-# Both run in two xdist processes, each test module whole in one (its fixtures made once).
+# Both run in two xdist processes, each test module whole in one (its fixtures made once),
+# the longest modules of the last run first (tests/conftest.py keeps their times in
+# pytest's cache), so that both processes finish together.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 

@@ -356,6 +356,7 @@ class PairRow:
     negative_video: bool
     scores: dict[str, float]
     decisions: dict[str, bool]
+    match_type: str | None = None  # the flag's match type (production decision), else None
 
 
 def _clip_paths(work: Path, qs: QualitySet) -> dict[str, Path]:
@@ -617,6 +618,7 @@ def _match(
                     negative_video=it.character is None,
                     scores=scores,
                     decisions=dec,
+                    match_type=d.match_type if d is not None else None,
                 )
             )
     store.dispose()

@@ -437,6 +437,27 @@ def _samestyle_md(ss: dict[str, Any]) -> list[str]:
             ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
         )
         lines.append("")
+    ep = ss.get("estimated_precision")
+    if ep:
+        fitted = ", ".join(f"{n} {t}" for t, n in ep["tune_flags"].items()) or "none"
+        lines += [
+            f"Estimated precision (each flag's, as the matcher writes it), fitted on the tune "
+            f"seed's flags ({fitted}; the truth standing in for analysts' verdicts; a match "
+            "type needs 20) and read on this seed's: "
+            f"{ep['report_flags_estimated']} of {ep['report_flags']} flags estimated, mean "
+            f"estimate {_f(ep['mean_estimate'])} against {_f(ep['right'])} right, calibration "
+            f"error {_f(ep['calibration_error'])}.",
+            "",
+        ]
+        if ep["bins"]:
+            lines += _table(
+                ["estimate", "flags", "mean estimate", "right"],
+                [
+                    [b["bin"], str(b["flags"]), _f(b["mean_estimate"]), _f(b["right"])]
+                    for b in ep["bins"]
+                ],
+            )
+            lines.append("")
     return lines
 
 

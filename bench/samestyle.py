@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import random
 import time
 from collections.abc import Sequence
@@ -225,18 +226,30 @@ def register_family(
 
 def _process_set(
     work: Path, qs: q.QualitySet, refs: dict[str, list[Path]], embedder_spec: str, workers: int,
-    precision: str, family_seed: int,
+    precision: str, family_seed: int, reuse: bool = False,
 ) -> dict[str, q.Processed]:  # fmt: skip
     """Draw the base clips, then transform, sample and embed every item (worker processes);
-    a copy re-uploads one of its character's reference pictures, picked by the seed."""
+    a copy re-uploads one of its character's reference pictures, picked by the seed.
+    ``reuse``: keep the processed videos in ``work`` and read them back on the next run
+    (for trying matching changes; the processing itself is then not re-measured)."""
+    from index.refindex import embedder_slug
 
     def art(b: q.BaseClip) -> Path:
         return refs[str(b.character)][q._sub_seed(qs.seed, b.key) % REFS_PER_CHARACTER]
 
     timings: dict[str, float] = {}
-    return q.draw_and_process(
+    keep = work / f"processed-{embedder_slug(embedder_spec)}-{precision}.pickle"
+    if reuse and keep.is_file():
+        with keep.open("rb") as fh:
+            print(f"  processed videos reused from {keep.name}", flush=True)
+            return pickle.load(fh)  # noqa: S301 - the benchmark's own file
+    processed = q.draw_and_process(
         work, qs, _paths(work, qs, family_seed), art, embedder_spec, workers, precision, timings
     )
+    if reuse:
+        with atomic_path(keep) as tmp, tmp.open("wb") as fh:
+            pickle.dump(processed, fh)
+    return processed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,8 +313,9 @@ def _breakdown(rows: Sequence[q.PairRow], thr: float | None) -> dict[str, Any]:
 
 
 def _score_set(
-    work: Path, seed: int, quick: bool, embedder_spec: str, workers: int, family_seed: int
-) -> tuple[list[q.PairRow], dict[str, Any], q.QualitySet]:
+    work: Path, seed: int, quick: bool, embedder_spec: str, workers: int, family_seed: int,
+    reuse: bool = False,
+) -> tuple[list[q.PairRow], dict[str, Any], q.QualitySet]:  # fmt: skip
     from charwatch.config import Config
 
     qs = build_samestyle_set(seed, quick, family_seed)
@@ -311,7 +325,7 @@ def _score_set(
     print(f"samestyle seed {seed}: {len(qs.items)} videos ({n_pos} positive)", flush=True)
     refs = write_family_references(work / "refs", family_seed)
     processed = _process_set(
-        work, qs, refs, embedder_spec, workers, cfg.embed.precision, family_seed
+        work, qs, refs, embedder_spec, workers, cfg.embed.precision, family_seed, reuse
     )
 
     def register(cfg: Any, store: Any, refs: dict[str, list[Path]]) -> dict[str, int]:
@@ -331,6 +345,7 @@ def run_samestyle(
     embedder_spec: str = "effnet-lite0",
     workers: int = 2,
     family_seed: int = FAMILY_SEED,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Score the same-style set for ``seed`` under ``work``. Breakdowns are given at the
     production decision and, with ``tune_seed``, at the fused-score threshold that reaches
@@ -341,13 +356,13 @@ def run_samestyle(
     tuned: float | None = None
     if tune_seed is not None:
         trows, _, _ = _score_set(work / f"tune-{tune_seed}", tune_seed, quick, embedder_spec,
-                                 workers, family_seed)  # fmt: skip
+                                 workers, family_seed, reuse)  # fmt: skip
         _, tuned = metrics.recall_at_precision(
             [r.scores["fused"] for r in trows], [r.label for r in trows], q.PRECISION_TARGET
         )
     tune_production = _breakdown(trows, None) if tune_seed is not None else None
     rows, info, qs = _score_set(
-        work / f"seed-{seed}", seed, quick, embedder_spec, workers, family_seed
+        work / f"seed-{seed}", seed, quick, embedder_spec, workers, family_seed, reuse
     )
     fused = q._signal_metrics(rows, "fused")
     results: dict[str, Any] = {
@@ -370,6 +385,7 @@ def run_samestyle(
         else {},
     }
     if tune_seed is not None:
+        results["estimated_precision"] = precision_check(trows, rows)
         results["tuned"] = {"tune_seed": tune_seed, "threshold": tuned}
         results["tune_set_production"] = tune_production
         results["tune_pairs"] = [q._row_json(r) for r in trows]
@@ -378,6 +394,55 @@ def run_samestyle(
     results["pairs"] = [q._row_json(r) for r in rows]
     results["seconds"] = round(time.perf_counter() - t0, 1)
     return results
+
+
+PRECISION_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0))
+
+
+def _production_flags(rows: Sequence[q.PairRow]) -> list[tuple[float, str, bool]]:
+    """``(stored score, match type, right)`` of each pair the matcher flagged (the fused
+    score of a flag is ``1 + score``)."""
+    return [
+        (r.scores["fused"] - 1.0, r.match_type or "semantic", r.label)
+        for r in rows
+        if r.decisions.get("fused", False)
+    ]
+
+
+def precision_check(tune: Sequence[q.PairRow], report: Sequence[q.PairRow]) -> dict[str, Any]:
+    """Estimated precision as the matcher computes it (:mod:`index.precision`), fitted on the
+    tune seed's flags with the truth as the analysts' verdicts, then read on the report seed's
+    flags: per bin of the estimate, how many flags, the mean estimate and the share right;
+    ``calibration_error``: the flag-weighted mean gap between the two."""
+    from index.precision import PrecisionModel
+
+    model = PrecisionModel.fit(_production_flags(tune))
+    flags = _production_flags(report)
+    read = [(model.estimate(s, t), ok) for s, t, ok in flags]
+    known = [(e.value, ok) for e, ok in read if e is not None]
+    bins = []
+    for lo, hi in PRECISION_BINS:
+        inside = [(v, ok) for v, ok in known if lo <= v < hi or (hi == 1.0 and v == 1.0)]
+        if inside:
+            bins.append(
+                {
+                    "bin": f"{lo:g}-{hi:g}",
+                    "flags": len(inside),
+                    "mean_estimate": round(sum(v for v, _ in inside) / len(inside), 4),
+                    "right": round(sum(ok for _, ok in inside) / len(inside), 4),
+                }
+            )
+    gap = sum(b["flags"] * abs(b["mean_estimate"] - b["right"]) for b in bins)
+    return {
+        "tune_flags": dict(sorted(model.verdicts.items())),
+        "curves": {t: c.as_json() for t, c in model.curves.items()},
+        "report_flags": len(flags),
+        "report_flags_estimated": len(known),
+        "mean_estimate": round(sum(v for v, _ in known) / len(known), 4) if known else None,
+        "right": round(sum(ok for _, ok in known) / len(known), 4) if known else None,
+        "calibration_error": round(gap / len(known), 4) if known else None,
+        "bins": bins,
+    }
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -413,6 +478,20 @@ def summary(results: dict[str, Any]) -> str:
         lines += [fmt(k, t) for k, t in b["kinds"].items()]
         lines.append("   by transformation")
         lines += [fmt(k, t) for k, t in b["transforms"].items()]
+    ep = results.get("estimated_precision")
+    if ep:
+        lines += [
+            "",
+            f"-- estimated precision (fitted on the tune seed's flags {ep['tune_flags']}): "
+            f"{ep['report_flags_estimated']} of {ep['report_flags']} report flags estimated, "
+            f"mean estimate {ep['mean_estimate']}, right {ep['right']}, calibration error "
+            f"{ep['calibration_error']}",
+        ]
+        lines += [
+            f"   {b['bin']:<10}{b['flags']:>5} flags  estimate {b['mean_estimate']:.3f}  "
+            f"right {b['right']:.3f}"
+            for b in ep["bins"]
+        ]
     if s.get("failed_videos"):
         lines.append(f"failed videos: {len(s['failed_videos'])}")
     return "\n".join(lines)
@@ -429,10 +508,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--embedder", default="effnet-lite0")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--family-seed", type=int, default=FAMILY_SEED)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the processed videos under --work and reuse them on the next run "
+        "(to try matching changes quickly; processing is then not re-measured)",
+    )
     a = ap.parse_args(argv)
     res = run_samestyle(
         a.work, seed=a.seed, quick=a.quick, tune_seed=a.tune_seed, embedder_spec=a.embedder,
-        workers=a.workers, family_seed=a.family_seed,
+        workers=a.workers, family_seed=a.family_seed, reuse=a.reuse,
     )  # fmt: skip
     print(summary(res))
     print(f"({res['seconds']} s)")

@@ -16,6 +16,11 @@ registered character and one ``background`` class, from pictures made automatica
   the same style shares a body plan and line work with the registered characters but not
   their colours and parts; these teach the classifier that colours and parts decide.
 
+Half the positives from the fifth on, and as many strangers, also carry one of the damages a
+re-upload brings (:func:`degraded`: blur, noise, heavy compression at a lower resolution, or a
+mild colour grade), so a blurred or recompressed frame still reads as its character; strangers
+get them at the same rate, so damage alone never reads as a registered character.
+
 Every registered character is a negative for every other one (the softmax), so a region
 scores high for a character only when it looks like that character *and not like the
 others*. The probability of a character's class is the region's score for it.
@@ -23,11 +28,12 @@ others*. The probability of a character's class is the region's score for it.
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 FILLS = (0.35, 0.5, 0.65, 0.8, 0.95)  # subject size in a positive picture, share of its side
 MAX_TILT = 15.0  # degrees a positive subject is turned at most
@@ -37,6 +43,9 @@ RECOLOURS_PER_REFERENCE = 3
 CHIMERAS_PER_REFERENCE = 3
 L2 = 1e-4  # weight decay of the logistic regression (on whitened, unit-length descriptors)
 MAX_ITER = 300
+DEGRADE_FROM = 4  # positives before this index are never degraded
+DEGRADE_SHARE = 0.5  # share of the later positives (and of the strangers) degraded
+DEGRADE_KINDS = 3  # blur, grain, low-bitrate JPEG (4 adds the colour grade)
 SEED = 20261202
 PICTURE = 224  # side of the synthetic pictures
 
@@ -47,6 +56,36 @@ def hue_turned(img: Image.Image, degrees: float) -> Image.Image:
     shift = int(round(degrees / 360 * 256)) % 256
     h = h.point(lambda x: (x + shift) % 256)
     return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def degraded(img: Image.Image, rng: random.Random) -> Image.Image:
+    """``img`` with one damage of a re-upload: Gaussian blur, grain, JPEG at quality 8-25
+    after halving the resolution (a low-bitrate copy), or a colour grade that keeps hues
+    within 20 degrees (strangers are turned by 60 or more)."""
+    img = img.convert("RGB")
+    kind = rng.randrange(DEGRADE_KINDS)
+    if kind == 0:
+        return img.filter(ImageFilter.GaussianBlur(rng.uniform(1.5, 3.5)))
+    if kind == 1:
+        gen = np.random.default_rng(rng.getrandbits(32))
+        arr = np.asarray(img, np.float32) + gen.normal(
+            0.0, rng.uniform(8, 20), (*img.size[::-1], 3)
+        )
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if kind == 2:
+        w, h = img.size
+        small = img.resize((max(8, w // 2), max(8, h // 2)), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        small.save(buf, format="JPEG", quality=rng.randint(8, 25))
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB").resize((w, h))
+    out = hue_turned(img, rng.uniform(-20, 20))
+    out = ImageEnhance.Color(out).enhance(rng.uniform(0.9, 1.5))
+    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.15))
+    return ImageEnhance.Contrast(out).enhance(rng.uniform(0.85, 1.2))
+
+
+def _maybe_degraded(img: Image.Image, rng: random.Random) -> Image.Image:
+    return degraded(img, rng) if rng.random() < DEGRADE_SHARE else img
 
 
 def posed(
@@ -101,7 +140,8 @@ def positive_pictures(
         pic, m = img, mask
         if mask is not None and k >= 2:
             pic, m = posed(img, mask, rng.uniform(-MAX_TILT, MAX_TILT), rng.uniform(*STRETCH))
-        out.append(subject_on(pic, m, bd, FILLS[k % len(FILLS)], mirrored=bool(k % 2)))
+        made = subject_on(pic, m, bd, FILLS[k % len(FILLS)], mirrored=bool(k % 2))
+        out.append(_maybe_degraded(made, rng) if k >= DEGRADE_FROM else made)
     return out
 
 
@@ -123,7 +163,8 @@ def stranger_pictures(
         for _ in range(RECOLOURS_PER_REFERENCE):
             turned = hue_turned(img, rng.choice((60, 120, 180, 240, 300)))
             bd = backdrops[rng.randrange(len(backdrops))]
-            out.append(subject_on(turned, mask, bd, rng.choice(FILLS[1:]), rng.random() < 0.5))
+            made = subject_on(turned, mask, bd, rng.choice(FILLS[1:]), rng.random() < 0.5)
+            out.append(_maybe_degraded(made, rng))
         others = [s for s in subjects if s[0] != cid]
         for _ in range(CHIMERAS_PER_REFERENCE if others else 0):
             _, o_img, o_mask = others[rng.randrange(len(others))]
@@ -138,7 +179,7 @@ def stranger_pictures(
             side = min(bd.size)
             canvas = bd.crop((0, 0, side, side)).resize((PICTURE, PICTURE))
             canvas.paste(chimera, (0, 0), alpha)
-            out.append(canvas)
+            out.append(_maybe_degraded(canvas, rng))
     return out
 
 

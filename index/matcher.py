@@ -21,6 +21,10 @@ the signal) replaces the signal's default. Videos of an allow-listed account
 (``AllowedAccount``: platform + handle, for one character or all) are never flagged: the flag
 that would have been written is counted in :attr:`DetectStats.suppressed` instead.
 
+Each flag carries its estimated precision (:mod:`index.precision`: the share of flags of its
+match type at its score that analysts confirmed, from the verdicts on record for this embedder)
+in ``signals["fusion"]``, or None until enough verdicts exist.
+
 Re-running is idempotent: detections are upserted on (video, character), keeping their
 review state and first detection time; an unreviewed detection that no longer holds is
 removed, a reviewed one is kept.
@@ -43,6 +47,7 @@ from tqdm import tqdm
 
 from charwatch.config import Config
 from index.allowlist import AllowList
+from index.precision import PrecisionModel
 from index.refindex import ReferenceIndex, load_or_build
 from index.signals import (
     COPY,
@@ -473,6 +478,7 @@ def detect_pending(
     ri = load_or_build(cfg, store, embedder, signals)
     stats.index_built = ri.built
     allow = AllowList.load(store)
+    precision = PrecisionModel.load(store, embedder.id)
     with store.session() as s:
         q = select(func.count()).select_from(Video).where(Video.state == VideoState.EMBEDDED)
         if video_ids is not None:
@@ -503,7 +509,9 @@ def detect_pending(
                 except Exception as exc:  # noqa: BLE001 - recorded against the video below
                     decided.append((vid, exc))
                     continue
-                decided.append((vid, pool.submit(_decide, cfg, video, ri, signals, allow)))
+                decided.append(
+                    (vid, pool.submit(_decide, cfg, video, ri, signals, allow, precision))
+                )
             for vid, job in decided:
                 try:
                     if isinstance(job, BaseException):
@@ -526,10 +534,13 @@ def _decide(
     ri: ReferenceIndex,
     signals: list[Signal],
     allow: AllowList | None,
+    precision: PrecisionModel | None = None,
 ) -> tuple[list[Decision], list[dict[str, Any]]]:
     """``(decisions, the flags the allow-list dropped)`` of one video's evidence (no store
-    access)."""
+    access), each decision with its estimated precision when ``precision`` is given."""
     decisions = detect_video(cfg, video, ri, signals)
+    if precision is not None:
+        precision.annotate(decisions)
     if allow is None or not allow.entries:
         return decisions, []
     decisions, dropped = apply_allow_list(video, decisions, allow)

@@ -7,7 +7,9 @@ Files, per embedder (``<slug>`` is a file-safe form of the embedder id):
 * ``<slug>.json``: the sidecar, written last: embedder id, reference-set fingerprint, the
   SHA-256 of the ``.npz``, and per signal the metadata of each FAISS id (reference id,
   character id, variant); FAISS stores only integers;
-* ``bank-<slug>.npz``: the background-bank embeddings (see :func:`background_bank`).
+* ``bank-<slug>.npz``: the background-bank embeddings (see :func:`background_bank`);
+* ``pictures-<slug>.npz``: the embeddings of the reference pictures the latest build used
+  (see :class:`PictureCache`), so a rebuild embeds only pictures it has not seen.
 
 Every file is written to a temporary name, fsynced, then renamed over the old one
 (:mod:`storage.files`), so a crash leaves either the old or the new index, never a torn one; a
@@ -26,6 +28,7 @@ import math
 import random
 import re
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +62,10 @@ BANK_VERSION = 3
 BANK_SIZE = 128
 BANK_SEED = 20240611
 STALE_TMP_S = 3600
+PICTURES_VERSION = 1  # bump when the picture cache's file or key changes
+PICTURE_KEY_BYTES = 16
+# what reading a damaged or truncated .npz raises
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -280,7 +287,7 @@ def background_bank(
             with np.load(path, allow_pickle=False) as z:
                 if str(z["tag"][0]) == tag:
                     return np.asarray(z["vectors"], dtype=np.float32)
-        except (OSError, ValueError, KeyError) as exc:
+        except UNREADABLE as exc:
             log.warning("background bank %s unreadable, recomputing: %s", path, exc)
     pictures = images if images is not None else bank_images(n)
     per_frame = embedder.embed_frames(pictures)
@@ -288,6 +295,121 @@ def background_bank(
     buf = _npz_bytes(vectors=vectors, tag=np.array([tag]))
     atomic_write_bytes(path, buf)
     return vectors
+
+
+# ---------------------------------------------------------------------------------------------
+# the picture cache
+
+
+def picture_key(img: Image.Image) -> bytes:
+    """A hash of a picture's mode, size and pixels: the key of :class:`PictureCache`."""
+    h = hashlib.blake2b(digest_size=PICTURE_KEY_BYTES)
+    h.update(f"{img.mode}:{img.width}x{img.height}:".encode())
+    h.update(img.tobytes())
+    return h.digest()
+
+
+class PictureCache:
+    """The embeddings of the pictures earlier index builds embedded with one embedder, keyed
+    by :func:`picture_key`.
+
+    A reference's augmented pictures (:mod:`index.fewshot`) are the same in every build, so a
+    rebuild after a registry change looks them up here and embeds only the pictures it has not
+    seen: a new reference's, and the same-style strangers, which are drawn anew whenever the
+    positive references change. It stands in for the embedder in
+    :class:`~index.signals.IndexInputs`: :meth:`embed_images` looks pictures up, the rest
+    (``id``, ``dim``, ``has_text``, :meth:`embed_texts`) is the embedder's.
+
+    The file (``pictures-<slug>.npz`` beside the index, written atomically by :meth:`save`)
+    keeps only the entries the latest build used, so it does not grow with every change; one
+    written for another embedder id or cache version, or damaged, counts as empty. Vectors are
+    kept as the embedder returned them (float32), so a cached build equals an uncached one
+    wherever a picture's vector does not depend on the other pictures of its batch (effnet-lite0;
+    CLIP under int8 dynamic quantization scales each batch's activations, so a vector there
+    differs slightly with its batch, cached or not).
+    """
+
+    def __init__(self, embedder: Any, path: Path | None = None) -> None:
+        self.embedder = embedder
+        self.path = path
+        self.tag = f"{embedder.id}|pictures-{PICTURES_VERSION}"
+        self.vectors: dict[bytes, np.ndarray] = {}
+        self.used: set[bytes] = set()
+        self.loaded = 0  # entries read from the file
+        self.embedded = 0  # pictures embedded because they were not found
+
+    @classmethod
+    def load(cls, cfg: Config, embedder: Any) -> PictureCache:
+        """The cache saved in this config's index folder for this embedder (empty when there
+        is none or it is unusable)."""
+        path = index_dir(cfg) / f"pictures-{embedder_slug(embedder.id)}.npz"
+        cache = cls(embedder, path)
+        if path.is_file():
+            cache._read(path)
+        return cache
+
+    def _read(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                tag, keys, vectors = str(z["tag"][0]), z["keys"], z["vectors"]
+            if tag != self.tag:
+                return
+            n = len(keys)
+            if keys.dtype != np.uint8 or keys.shape != (n, PICTURE_KEY_BYTES):
+                raise ValueError(f"keys of shape {keys.shape} and type {keys.dtype}")
+            if vectors.dtype != np.float32 or vectors.shape != (n, self.embedder.dim):
+                raise ValueError(f"vectors of shape {vectors.shape} and type {vectors.dtype}")
+        except UNREADABLE as exc:
+            log.warning("picture cache %s unusable, ignored: %s", path, exc)
+            return
+        self.vectors = {k.tobytes(): v for k, v in zip(keys, vectors, strict=True)}
+        self.loaded = n
+
+    @property
+    def id(self) -> str:
+        return self.embedder.id
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    @property
+    def has_text(self) -> bool:
+        return self.embedder.has_text
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed_texts(texts)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``(n, dim)`` float32: cached rows for the pictures seen before, the embedder's for
+        the others (embedded in one call, each distinct picture once)."""
+        keys = [picture_key(im) for im in images]
+        missing: dict[bytes, Image.Image] = {}
+        for key, im in zip(keys, images, strict=True):
+            if key not in self.vectors:
+                missing.setdefault(key, im)
+        if missing:
+            new = np.asarray(self.embedder.embed_images(list(missing.values())), np.float32)
+            self.vectors.update(zip(missing, new, strict=True))
+            self.embedded += len(missing)
+        self.used.update(keys)
+        out = np.zeros((len(keys), self.dim), np.float32)
+        for i, key in enumerate(keys):
+            out[i] = self.vectors[key]
+        return out
+
+    def save(self) -> None:
+        """Write the entries this build used (nothing when it used exactly the loaded ones)."""
+        if self.path is None or (not self.embedded and len(self.used) == self.loaded):
+            return
+        keys = list(self.used)
+        vectors = [self.vectors[k] for k in keys]
+        data = _npz_bytes(
+            tag=np.array([self.tag]),
+            keys=np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), PICTURE_KEY_BYTES),
+            vectors=np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32),
+        )
+        atomic_write_bytes(self.path, data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,8 +521,15 @@ def build_index(
     signals: Sequence[Signal],
     fp: str,
     bank_size: int = BANK_SIZE,
+    pictures: PictureCache | None = None,
 ) -> ReferenceIndex:
-    """Compute every indexed signal's index from the references (no saving)."""
+    """Compute every indexed signal's index from the references (no saving).
+
+    With ``pictures`` (a :class:`PictureCache` of this embedder), pictures embedded by earlier
+    builds are taken from it and the new ones added to it; saving it is the caller's.
+    """
+    if pictures is not None and pictures.id != embedder.id:
+        raise ValueError(f"picture cache of {pictures.id} used with {embedder.id}")
     skipped: list[int] = []
     cache: dict[int, Image.Image | None] = {}
 
@@ -412,10 +541,13 @@ def build_index(
                 skipped.append(ref.reference_id)
         return cache[ref.reference_id]
 
-    pictures = bank_images(bank_size)
-    bank = background_bank(cfg, embedder, bank_size, pictures) if embedder is not None else None
+    generic = bank_images(bank_size)
+    bank = background_bank(cfg, embedder, bank_size, generic) if embedder is not None else None
     inputs = IndexInputs(
-        embedder=embedder, load_image=load, bank=bank, backdrops=backdrops(pictures)
+        embedder=embedder if pictures is None else pictures,
+        load_image=load,
+        bank=bank,
+        backdrops=backdrops(generic),
     )
     parts: dict[str, VectorIndex] = {}
     for sig in signals:
@@ -444,7 +576,8 @@ def load_or_build(
     bank_size: int = BANK_SIZE,
 ) -> ReferenceIndex:
     """The reference index for the registry as it is now: loaded when the saved one matches
-    (same embedder id, same fingerprint, intact files), else built and saved."""
+    (same embedder id, same fingerprint, intact files), else built (with the
+    :class:`PictureCache` of earlier builds) and saved, the picture cache after it."""
     signals = list(signals) if signals is not None else make_signals(cfg.detect, embedder)
     refs = load_reference_set(store, embedder.id)
     names = [s.name for s in signals if s.indexed]
@@ -461,7 +594,15 @@ def load_or_build(
             path=index_dir(cfg) / f"{embedder_slug(embedder.id)}.json",
             skipped=list(side.get("skipped_references", [])),
         )
-    ri = build_index(cfg, embedder, refs, signals, fp, bank_size)
+    pictures = PictureCache.load(cfg, embedder)
+    ri = build_index(cfg, embedder, refs, signals, fp, bank_size, pictures)
+    log.info(
+        "reference index for %s built: %d picture(s) embedded, %d from the picture cache",
+        embedder.id,
+        pictures.embedded,
+        len(pictures.used) - pictures.embedded,
+    )
     if save:
         save_index(cfg, ri)
+        pictures.save()
     return ri

@@ -37,6 +37,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "franchise",
     "detection_id",
     "video_id",
+    "estimated_precision",
 )
 CSV_ENCODING = "utf-8-sig"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -79,6 +80,7 @@ def csv_frame(flags: pd.DataFrame) -> pd.DataFrame:
             "franchise": flags["franchise"],
             "detection_id": flags["detection_id"],
             "video_id": flags["video_id"],
+            "estimated_precision": flags["estimated_precision"].round(4),
         },
         columns=list(CSV_COLUMNS),
     )

@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from charwatch.errors import UsageError
+from reports.explain import estimated_precision
 from storage import (
     Character,
     CrawlRun,
@@ -171,6 +172,9 @@ def load_flags(
         df[name] = _time_col(df[name])
     df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
     df["signals"] = [s if isinstance(s, dict) else {} for s in df["signals"]]
+    df["estimated_precision"] = pd.Series(
+        [estimated_precision(s)[0] for s in df["signals"]], index=df.index, dtype="float64"
+    )
     return df
 
 

@@ -101,6 +101,28 @@ def _plain(*parts: str | Fragment) -> Sentence:
     return tuple((p, False) if isinstance(p, str) else p for p in parts)
 
 
+def estimated_precision(signals: Mapping[str, Any] | None) -> tuple[float | None, int]:
+    """``(estimated precision, verdicts behind it)`` stored with a flag by the matcher
+    (:mod:`index.precision`); ``(None, n)`` when there were too few verdicts to estimate."""
+    fusion = signals.get("fusion") if isinstance(signals, Mapping) else None
+    if not isinstance(fusion, Mapping):
+        return None, 0
+    value = _num(fusion.get("estimated_precision"))
+    verdicts = _num(fusion.get("precision_verdicts"))
+    n = int(verdicts) if verdicts is not None and verdicts >= 0 else 0
+    return (value if value is not None and 0.0 <= value <= 1.0 else None), n
+
+
+def precision_text(signals: Mapping[str, Any] | None, match_type: str | None) -> str | None:
+    """``about 93% of the 140 reviewed copy flags at this score were right``, or None when the
+    flag carries no estimate."""
+    value, n = estimated_precision(signals)
+    if value is None:
+        return None
+    kind = f"{match_type} " if match_type in ("copy", "semantic") else ""
+    return f"about {value:.0%} of the {n} reviewed {kind}flags at this score were right"
+
+
 def reference_name(character: str, label: str | None, reference_id: int | None) -> str:
     """``Pompom, front``; ``Pompom, reference #12`` without a label."""
     if label:
@@ -382,6 +404,12 @@ def explain(
     bonus = _num(fusion.get("caption_bonus"))
     if bonus:
         more.append(_plain(f"the caption added {bonus:+.2f} to the score"))
+    est = precision_text(signals, match_type)
+    if est is not None:
+        lead.append(_plain(est[0].upper() + est[1:]))
+    elif "precision_verdicts" in fusion:
+        n = _num(fusion.get("precision_verdicts")) or 0
+        more.append(_plain(f"no precision estimate yet ({int(n)} verdicts of this kind on record)"))
     if not lead:
         lead = _fallback({}, best_frame_t) or [_plain("no signal details were stored")]
     return Explanation(tuple(lead), tuple(lead + more), ref_id, frame_scores(signals))

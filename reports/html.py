@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from charwatch.config import PLATFORMS
 from charwatch.platforms import display_name
 from reports.data import fmt_time, iso_time
-from reports.explain import explain
+from reports.explain import estimated_precision, explain
 from storage.blobs import data_file
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -314,6 +314,12 @@ def _opt(v: Any) -> Any:
     return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
 
 
+def _est_text(signals: Any) -> str:
+    """``93% (140 verdicts)``, or empty when the flag carries no estimate."""
+    value, n = estimated_precision(signals if isinstance(signals, dict) else {})
+    return "" if value is None else f"{value:.0%} ({n} verdicts)"
+
+
 def flag_view(row: Any) -> dict[str, Any]:
     """One detection for the table and the cards (all strings escaped by the template)."""
     t = _opt(row["best_frame_t"])
@@ -334,6 +340,7 @@ def flag_view(row: Any) -> dict[str, Any]:
         "rights_holder": _opt(row["rights_holder"]) or "",
         "score": float(row["score"]),
         "score_text": format(float(row["score"]), ".3f"),
+        "est_text": _est_text(row["signals"]),
         "match_type": row["match_type"] or "",
         "signals": flatten_signals(row["signals"] or {}),
         "explanation": words.points,

@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -193,13 +194,44 @@ def bank_cache(request: pytest.FixtureRequest) -> Path:
     files += sorted(Path(index.signals.__file__).parent.glob("*.py"))  # the signals package
     code = b"".join(f.read_bytes() for f in files)
     key = hashlib.sha256(code).hexdigest()[:16]
+    return kept_dir(request, f"bank-{key}")
+
+
+def kept_dir(request: pytest.FixtureRequest, name: str) -> Path:
+    """A folder kept between tests and runs: ``charwatch-<name>`` in pytest's cache folder, or
+    with ``-p no:cacheprovider`` in this run's temp folder (shared by the xdist workers)."""
     cache = getattr(request.config, "cache", None)
-    if cache is None:  # -p no:cacheprovider: this run's temp folder, shared by xdist workers
+    if cache is None:
         base = request.getfixturevalue("tmp_path_factory").getbasetemp()
         if os.environ.get("PYTEST_XDIST_WORKER"):
             base = base.parent
-        return base / f"bank-{key}"
-    return Path(cache.mkdir(f"charwatch-bank-{key}"))
+        return base / name
+    return Path(cache.mkdir(f"charwatch-{name}"))
+
+
+@pytest.fixture(scope="session")
+def made_once(request: pytest.FixtureRequest) -> Callable[[str, Any, Callable[[Path], None]], Path]:
+    """``made_once(name, recipe, make)``: the folder ``make(folder)`` fills, made once per
+    ``recipe`` (anything JSON can write: what the files depend on) and kept between runs in
+    :func:`kept_dir`; one xdist worker makes it, the others wait. Callers copy, never change."""
+
+    def get(name: str, recipe: Any, make: Callable[[Path], None]) -> Path:
+        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        folder = kept_dir(request, f"{name}-{key}")
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / ".done").exists():  # absent or left half-made by a crash
+                for old in folder.iterdir():
+                    if old.is_dir():
+                        shutil.rmtree(old)
+                    elif old.name != ".lock":
+                        old.unlink()
+                make(folder)
+                (folder / ".done").touch()
+        return folder
+
+    return get
 
 
 def seed_bank(cfg: Any, bank: Path) -> None:
@@ -224,13 +256,17 @@ def embedder() -> Any:
     return load_embedder("effnet-lite0")
 
 
+CLIP_TEST_SPEC = "clip:ViT-S-32:none"
+
+
 @pytest.fixture(scope="session")
 def clip_embedder() -> Any:
-    """open_clip ViT-B-32 with its seeded random weights (``clip:ViT-B-32:none``, which has a
-    text tower), loaded once per session."""
+    """open_clip with seeded random weights and a text tower, loaded once per session: the
+    CLIP code path (the image and text towers, int8 where the CPU has a quantized engine) on
+    ViT-S-32, three times as fast as ViT-B-32 on a CPU and the same code."""
     from pipeline.embedders import load_embedder
 
-    return load_embedder("clip:ViT-B-32:none")
+    return load_embedder(CLIP_TEST_SPEC)
 
 
 @pytest.fixture(scope="session")
@@ -482,8 +518,78 @@ def kill_9_midway(config: Path, store: Any, timeout: float = 120) -> Killed:
 
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per xdist worker (``make test-fast`` runs two): as many busy threads
-    as workers, not twice that."""
+    as workers, not twice that. Where the modules' durations of an earlier run are known,
+    xdist hands modules out in the order :func:`pytest_collection_modifyitems` gives them
+    (longest first) instead of by their number of tests."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+    elif hasattr(config.option, "loadscopereorder") and _module_times(config):
+        config.option.loadscopereorder = False
+
+
+# -- the longest modules first ----------------------------------------------------------------
+#
+# With ``--dist loadfile`` each module runs whole in one process, handed out in order; a long
+# module handed out last leaves the other process idle. So each run records every module's
+# duration (setup, call and teardown of its tests) in pytest's cache, per ``-m`` expression, and
+# the next run collects the modules longest first. A module's time is replaced only by a run
+# that ran at least as many of its tests (a ``-k`` run does not shrink it). A fresh clone starts
+# from ``tests/module_seconds.json`` (one run's times, for the fast set and the whole suite).
+
+_MODULE_TIMES = "charwatch/module-seconds"
+_this_run: dict[str, list[float]] = {}  # module -> [seconds, tests]
+
+
+def _module_times_key(config: pytest.Config) -> str:
+    marks = re.sub(r"[^A-Za-z0-9]+", "-", config.option.markexpr or "").strip("-")
+    return f"{_MODULE_TIMES}/{marks or 'all'}"
+
+
+def _module_times(config: pytest.Config) -> dict[str, list[float]]:
+    """``{module: [seconds, tests]}`` recorded by earlier runs (anything malformed left out);
+    before any run (a fresh clone, CI), the times kept in ``tests/module_seconds.json``."""
+    cache = getattr(config, "cache", None)
+    key = _module_times_key(config)
+    times = cache.get(key, {}) if cache is not None else {}
+    if not times:
+        seed = Path(__file__).with_name("module_seconds.json")
+        try:
+            times = json.loads(seed.read_text(encoding="utf-8")).get(key.rsplit("/", 1)[1], {})
+        except (OSError, ValueError, AttributeError):
+            times = {}
+    if not isinstance(times, dict):
+        return {}
+    return {
+        module: [float(v[0]), int(v[1])]
+        for module, v in times.items()
+        if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int | float) for x in v)
+    }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules timed before, longest first; the others after them, in collection order
+    (a stable sort: each module's tests keep their order)."""
+    times = _module_times(config)
+    if times:
+        items.sort(key=lambda item: -times.get(item.nodeid.split("::")[0], [0.0, 0])[0])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _this_run.setdefault(report.nodeid.split("::")[0], [0.0, 0])
+    entry[0] += report.duration
+    entry[1] += report.when == "setup"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record this run's module durations (in the xdist controller, or a run without xdist)."""
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if cache is None or hasattr(config, "workerinput") or not _this_run:
+        return
+    times = _module_times(config)
+    for module, (seconds, tests) in _this_run.items():
+        if tests >= times.get(module, [0.0, 0])[1]:
+            times[module] = [round(seconds, 1), int(tests)]
+    cache.set(_module_times_key(config), times)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.client
+import os
 import re
 import subprocess
 import time
@@ -258,11 +259,16 @@ def build_lab(root: Path, *, users: bool = True) -> DeskLab:
 
 
 @contextlib.contextmanager
-def desk_server(config: Path, *extra: str) -> Iterator[str]:
-    """``charwatch serve --port 0`` as a child process; yields its base URL."""
+def desk_server(config: Path, *extra: str, tmp_dir: Path | None = None) -> Iterator[str]:
+    """``charwatch serve --port 0`` as a child process; yields its base URL. ``tmp_dir``: the
+    server's temporary folder (``TMPDIR``), for a test to see what it leaves there."""
     cmd = [*charwatch_exe(), "--config", str(config), "serve", "--port", "0", *extra]
+    env = None
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(tmp_dir)}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     )
     try:
         assert proc.stdout is not None

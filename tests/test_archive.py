@@ -42,7 +42,7 @@ from pipeline.worker import process_pending
 from storage.db import Store
 from storage.models import Detection, Embedding, Frame, Video, VideoState
 from storage.vectors import encode_vector
-from tests.conftest import seed_bank
+from tests.conftest import CLIP_TEST_SPEC, seed_bank
 
 W, H = 360, 640
 
@@ -492,7 +492,7 @@ def test_model_change_goes_through_reembed_and_never_mixes(
     config = tmp_path / "charwatch.toml"
     config.write_text(
         f'[storage]\ndata_dir = "{lab.cfg.data_dir.as_posix()}"\n\n'
-        '[embed]\nmodel = "clip:ViT-B-32:none"\n'
+        f'[embed]\nmodel = "{CLIP_TEST_SPEC}"\n'
     )
     assert main(["--config", str(config), "reembed"]) == 0
     out = capsys.readouterr().out

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text, update
@@ -83,10 +84,18 @@ def test_concurrent_claims_from_threads_each_get_a_full_batch(url: str) -> None:
     assert all(owners[v] == f"w{i}" for i, batch in got.items() for v in batch)
 
 
-def _drain(args: tuple[str, str, float]) -> list[int]:
-    db, owner, start = args
+_start: Any = None  # in each pool process: the barrier all of them wait at
+
+
+def _meet_at(barrier: Any) -> None:
+    global _start
+    _start = barrier
+
+
+def _drain(args: tuple[str, str]) -> list[int]:
+    db, owner = args
     store = Store(db, auto_migrate=False)
-    time.sleep(max(0.0, start - time.time()))
+    _start.wait(timeout=120)  # every process is up and connected
     got: list[int] = []
     while batch := workqueue.claim(store, owner, limit=3, lease_s=600):
         got.extend(batch)
@@ -97,9 +106,9 @@ def _drain(args: tuple[str, str, float]) -> list[int]:
 def test_claims_from_processes_hand_each_video_out_once(url: str) -> None:
     store = Store(url)
     ids = _add_videos(store, 600)
-    start = time.time() + 4.0  # every process is up and waiting by then
-    with mp.get_context("spawn").Pool(4) as pool:
-        results = pool.map(_drain, [(url, f"p{i}", start) for i in range(4)], chunksize=1)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4, initializer=_meet_at, initargs=(ctx.Barrier(4),)) as pool:
+        results = pool.map(_drain, [(url, f"p{i}") for i in range(4)], chunksize=1)
     flat = [v for r in results for v in r]
     assert len(flat) == len(set(flat)) == len(ids)
     assert sum(1 for r in results if r) >= 2  # they really ran side by side
@@ -404,10 +413,10 @@ def test_kill_9_then_an_immediate_rerun_finishes_everything(
 
 _MIGRATE_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from storage.db import Store
-    start = float(sys.argv[2])
-    time.sleep(max(0.0, start - time.time()))
+    print("ready", flush=True)
+    sys.stdin.readline()  # go, once all are ready
     Store(sys.argv[1]).dispose()
     """
 )
@@ -415,17 +424,23 @@ _MIGRATE_SCRIPT = textwrap.dedent(
 
 def test_concurrent_migrations_run_once(url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    start = time.time() + 4.0  # all six are up and waiting by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _MIGRATE_SCRIPT, url, str(start)],
+            [sys.executable, "-c", _MIGRATE_SCRIPT, url],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(6)
     ]
+    for p in procs:  # all six are up and waiting
+        assert p.stdout is not None and p.stdout.readline() == "ready\n", p.communicate()[1]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
     store = Store(url, auto_migrate=False)

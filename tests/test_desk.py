@@ -38,7 +38,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeskLab]:
 
 @pytest.fixture(scope="module")
 def url(lab: DeskLab) -> Iterator[str]:
-    with desk_server(lab.config) as base:
+    with desk_server(lab.config, tmp_dir=lab.root / "server-tmp") as base:
         yield base
 
 
@@ -292,6 +292,7 @@ def test_images_evidence_and_reports(url: str, lab: DeskLab) -> None:
     with zipfile.ZipFile(io.BytesIO(ev.body)) as zf:
         manifest = next(n for n in zf.namelist() if n.endswith("/manifest.json"))
         assert json.loads(zf.read(manifest))["detection"]["id"] == d
+    assert not list((lab.root / "server-tmp").iterdir())  # the bundle's folder is gone
     assert c.get("/reports/").status == 404  # none written yet
     res = write_report(lab.cfg, lab.store)
     index = c.get("/reports/")

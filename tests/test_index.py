@@ -1,41 +1,33 @@
-"""The registry, the signals, the reference index and the matcher, on a tiny drawn world.
+"""The registry, the signals and the matcher, on a tiny drawn world (:mod:`tests.index_support`;
+the reference index's files are tested in ``test_refindex.py``).
 
 Everything is real: SQLite store, FAISS, pdqhash, the effnet-lite0 embedder with its ImageNet
 weights, the pipeline's hashing and region functions. The characters are original shapes
-drawn here with PIL.
+drawn with PIL.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 from sqlalchemy import delete, func, select
 
 from charwatch.config import Config
 from index import registry
 from index.matcher import ReembedNeeded, detect_pending, load_evidence, rematch
-from index.refindex import (
-    embedder_slug,
-    index_dir,
-    load_or_build,
-    load_reference_set,
-)
+from index.refindex import load_or_build, load_reference_set
 from index.signals import (
     CaptionSignal,
     CharacterRef,
     EmbeddingSignal,
-    FrameRow,
     MatchPolicy,
     PdqSignal,
     ProvenanceSignal,
     ReferenceSet,
-    TextPromptSignal,
     VideoEvidence,
     Whitener,
     calibrate_distance,
@@ -45,9 +37,7 @@ from index.signals import (
     fold_text,
     foreground_mask,
     frame_seconds,
-    make_signals,
 )
-from pipeline.hashing import pdq
 from storage import workqueue
 from storage.blobs import data_file
 from storage.db import Store
@@ -56,302 +46,28 @@ from storage.models import (
     Character,
     CharacterThreshold,
     Detection,
-    Embedding,
-    Frame,
     Reference,
     Video,
     VideoState,
 )
-from tests.conftest import seed_bank
-
-W, H = 360, 640  # portrait frames, as on short-form platforms
-
-
-# ---------------------------------------------------------------------------------------------
-# drawing
-
-
-def draw_hoshi(size: int = 320, tilt: float = 0.0, arms_up: bool = False) -> Image.Image:
-    """ "Hoshimaru": a teal capsule body, a yellow five-point star on the head, red scarf."""
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    s = size / 320
-    teal, dark, yellow, red = (20, 170, 160), (10, 70, 70), (255, 205, 40), (220, 40, 60)
-    arm_y = 150 if arms_up else 210
-    for side in (-1, 1):
-        x = 160 + side * 70
-        d.line([(x * s, 190 * s), ((x + side * 50) * s, arm_y * s)], fill=dark, width=int(16 * s))
-        d.ellipse(
-            (
-                (x + side * 50 - 14) * s,
-                (arm_y - 14) * s,
-                (x + side * 50 + 14) * s,
-                (arm_y + 14) * s,
-            ),
-            fill=yellow,
-        )
-        d.rounded_rectangle(
-            ((160 + side * 35 - 22) * s, 270 * s, (160 + side * 35 + 22) * s, 305 * s),
-            radius=int(8 * s),
-            fill=(240, 120, 30),
-        )
-    d.rounded_rectangle(
-        (85 * s, 95 * s, 235 * s, 285 * s),
-        radius=int(60 * s),
-        fill=teal,
-        outline=dark,
-        width=int(5 * s),
-    )
-    star = []
-    for i in range(10):
-        r = (62 if i % 2 == 0 else 26) * s
-        a = math.radians(-90 + i * 36 + tilt)
-        star.append((160 * s + r * math.cos(a), 70 * s + r * math.sin(a)))
-    d.polygon(star, fill=yellow, outline=(150, 100, 0))
-    for side in (-1, 1):
-        cx = 160 + side * 30
-        d.ellipse(((cx - 17) * s, 140 * s, (cx + 17) * s, 178 * s), fill="white", outline=dark)
-        d.ellipse(((cx - 8) * s, 150 * s, (cx + 8) * s, 172 * s), fill=(20, 20, 30))
-    d.arc((135 * s, 170 * s, 185 * s, 205 * s), 20, 160, fill=dark, width=int(4 * s))
-    d.rectangle((88 * s, 212 * s, 232 * s, 236 * s), fill=red)
-    d.polygon(
-        [(200 * s, 230 * s), (228 * s, 230 * s), (236 * s, 275 * s), (208 * s, 270 * s)], fill=red
-    )
-    return img.rotate(tilt / 3, resample=Image.Resampling.BICUBIC)
-
-
-def draw_kumo(size: int = 320) -> Image.Image:
-    """ "Kumo": a grey-white cloud with blue raindrops and sleepy eyes (second character)."""
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    s = size / 320
-    for cx, cy, r in ((110, 150, 60), (170, 120, 75), (230, 155, 55), (160, 175, 70)):
-        d.ellipse(
-            ((cx - r) * s, (cy - r) * s, (cx + r) * s, (cy + r) * s),
-            fill=(235, 238, 245),
-            outline=(120, 130, 150),
-            width=int(4 * s),
-        )
-    for x in (110, 160, 210):
-        d.polygon(
-            [(x * s, 245 * s), ((x - 12) * s, 275 * s), ((x + 12) * s, 275 * s)],
-            fill=(40, 110, 230),
-        )
-        d.ellipse(((x - 12) * s, 265 * s, (x + 12) * s, 290 * s), fill=(40, 110, 230))
-    for side in (-1, 1):
-        d.arc(
-            ((160 + side * 35 - 15) * s, 140 * s, (160 + side * 35 + 15) * s, 165 * s),
-            200,
-            340,
-            fill=(40, 40, 60),
-            width=int(5 * s),
-        )
-    d.ellipse((150 * s, 180 * s, 170 * s, 195 * s), fill=(240, 120, 150))
-    return img
-
-
-def draw_frog(size: int = 320) -> Image.Image:
-    """An unregistered green frog-like figure (the distractor)."""
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    s = size / 320
-    d.ellipse(
-        (60 * s, 110 * s, 260 * s, 290 * s),
-        fill=(90, 190, 70),
-        outline=(30, 80, 20),
-        width=int(5 * s),
-    )
-    for side in (-1, 1):
-        cx = 160 + side * 55
-        d.ellipse(
-            ((cx - 35) * s, 70 * s, (cx + 35) * s, 140 * s),
-            fill=(90, 190, 70),
-            outline=(30, 80, 20),
-            width=int(4 * s),
-        )
-        d.ellipse(((cx - 20) * s, 85 * s, (cx + 20) * s, 125 * s), fill="white")
-        d.ellipse(((cx - 8) * s, 95 * s, (cx + 8) * s, 118 * s), fill="black")
-    d.arc((100 * s, 170 * s, 220 * s, 240 * s), 10, 170, fill=(30, 80, 20), width=int(6 * s))
-    d.ellipse((120 * s, 230 * s, 200 * s, 280 * s), fill=(200, 230, 150))
-    return img
-
-
-def busy_background(rng: random.Random, w: int = W, h: int = H) -> Image.Image:
-    """A cluttered video frame: gradient, translucent shapes, a caption bar."""
-    top = tuple(rng.randrange(256) for _ in range(3))
-    bottom = tuple(rng.randrange(256) for _ in range(3))
-    mask = Image.linear_gradient("L").resize((w, h))
-    img = Image.composite(Image.new("RGB", (w, h), bottom), Image.new("RGB", (w, h), top), mask)
-    img = img.convert("RGBA")
-    d = ImageDraw.Draw(img, "RGBA")
-    for _ in range(10):
-        x, y, r = rng.randrange(w), rng.randrange(h), rng.randrange(20, 80)
-        color = (*[rng.randrange(40, 255) for _ in range(3)], 150)
-        if rng.random() < 0.5:
-            d.ellipse((x - r, y - r, x + r, y + r), fill=color)
-        else:
-            d.rectangle((x - r, y - r, x + r, y + r), fill=color)
-    y = int(h * 0.8)
-    d.rounded_rectangle((12, y, w - 60, y + 44), radius=10, fill=(0, 0, 0, 150))
-    d.text((24, y + 14), "wait for it... #fyp", fill=(255, 255, 255, 255))
-    return img.convert("RGB")
-
-
-def scene(
-    rng: random.Random,
-    sprite: Image.Image | None,
-    scale: float,
-    flip: bool = False,
-) -> Image.Image:
-    """A frame: the sprite (scaled to ``scale`` x frame width, shifted at random) on clutter."""
-    img = busy_background(rng).convert("RGBA")
-    if sprite is not None:
-        sp = ImageOps.mirror(sprite) if flip else sprite
-        px = int(W * scale)
-        sp = sp.resize((px, px), Image.Resampling.BICUBIC)
-        x = rng.randrange(0, W - px + 1)
-        y = rng.randrange(int(H * 0.1), int(H * 0.75) - px // 2)
-        img.alpha_composite(sp, (x, y))
-    return img.convert("RGB")
-
-
-def on_plain(sprite: Image.Image, color: tuple[int, int, int]) -> Image.Image:
-    bg = Image.new("RGBA", sprite.size, (*color, 255))
-    bg.alpha_composite(sprite)
-    return bg.convert("RGB")
-
-
-def letterbox_portrait(img: Image.Image) -> Image.Image:
-    """A square picture centred in a 9:16 frame with black bars (a re-upload)."""
-    frame = Image.new("RGB", (W, H), (0, 0, 0))
-    pic = img.resize((W, W), Image.Resampling.BILINEAR)
-    frame.paste(pic, (0, (H - W) // 2))
-    return frame
-
-
-# ---------------------------------------------------------------------------------------------
-# the world
-
-
-def make_config(root: Path) -> Config:
-    cfg = Config()
-    cfg.storage.data_dir = str(root / "data")
-    return cfg
-
-
-class World:
-    """A temporary store with registered characters; methods add processed videos."""
-
-    def __init__(self, root: Path, embedder) -> None:
-        self.root = root
-        self.cfg = make_config(root)
-        self.store = Store(self.cfg.storage.database_url)
-        self.embedder = embedder
-        self.refs = root / "refs"
-        self.refs.mkdir()
-        self.n = 0
-
-    def image(self, name: str, img: Image.Image) -> Path:
-        path = self.refs / name
-        img.save(path)
-        return path
-
-    def add_video(
-        self,
-        frames: list[Image.Image],
-        *,
-        caption: str = "",
-        hashtags: tuple[str, ...] = (),
-        model_id: str | None = None,
-        ai_label: str | None = None,
-        author: str | None = None,
-    ) -> int:
-        """Store a video as the pipeline leaves it: frames (PDQ, thumbnail) + region vectors."""
-        self.n += 1
-        fdir = self.cfg.data_dir / "frames" / f"v{self.n}"
-        fdir.mkdir(parents=True)
-        with self.store.session() as s:
-            video = Video(
-                platform="tiktok",
-                platform_id=f"v{self.n}",
-                url=f"http://127.0.0.1/@x/video/{self.n}",
-                caption=caption,
-                hashtags=list(hashtags),
-                ai_label=ai_label,
-                author=author,
-                state=VideoState.EMBEDDED,
-            )
-            s.add(video)
-            s.flush()
-            for i, img in enumerate(frames):
-                h, q = pdq(img)
-                thumb = fdir / f"{i}_t.jpg"
-                img.resize((90, 160)).save(thumb)
-                frame = Frame(
-                    video_id=video.id,
-                    t=float(i),
-                    pdq=h,
-                    pdq_quality=q,
-                    thumb_path=thumb.relative_to(self.cfg.data_dir).as_posix(),
-                )
-                s.add(frame)
-                s.flush()
-                (fv,) = self.embedder.embed_frames([img])
-                for region, vec in zip(fv.names, fv.vectors, strict=True):
-                    s.add(
-                        Embedding(
-                            frame_id=frame.id,
-                            region=region,
-                            model_id=model_id or self.embedder.id,
-                            vector=vec.astype(np.float16).tobytes(),
-                        )
-                    )
-            return video.id
-
-    def detections(self) -> dict[tuple[int, str], Detection]:
-        with self.store.session() as s:
-            rows = s.execute(select(Detection, Character.name).join(Character)).all()
-            return {(d.video_id, name): d for d, name in rows}
-
-    def state(self, video_id: int) -> Video:
-        with self.store.session() as s:
-            v = s.get(Video, video_id)
-            assert v is not None
-            return v
+from tests.index_support import (
+    World,
+    busy_background,
+    draw_frog,
+    draw_hoshi,
+    draw_kumo,
+    drawn_world,
+    letterbox_portrait,
+    make_config,
+    on_plain,
+    scene,
+)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, embedder, bank_file) -> World:
     """Hoshimaru (4 references, Japanese aliases, one negative) and Kumo (2 references)."""
-    w = World(tmp_path_factory.mktemp("world"), embedder)
-    seed_bank(w.cfg, bank_file)
-    refs = [
-        w.image("hoshi_a.png", on_plain(draw_hoshi(), (255, 255, 255))),
-        w.image("hoshi_b.png", on_plain(draw_hoshi(tilt=12, arms_up=True), (235, 242, 255))),
-        w.image("hoshi_c.png", on_plain(draw_hoshi(tilt=-10), (255, 246, 225))),
-        w.image("hoshi_d.png", on_plain(draw_hoshi(arms_up=True), (240, 240, 240))),
-    ]
-    registry.add_character(
-        w.cfg,
-        w.store,
-        "Hoshimaru",
-        franchise="Test Sky",
-        aliases=["ホシマル", "Hoshi-maru"],
-        images=refs,
-        prompts=["a teal cartoon mascot with a yellow star on its head"],
-        negative_images=[w.image("frog_neg.png", on_plain(draw_frog(), (255, 255, 255)))],
-    )
-    registry.add_character(
-        w.cfg,
-        w.store,
-        "Kumo",
-        aliases=["くも"],
-        images=[
-            w.image("kumo_a.png", on_plain(draw_kumo(), (255, 255, 255))),
-            w.image("kumo_b.png", on_plain(draw_kumo(), (220, 235, 250))),
-        ],
-    )
-    return w
+    return drawn_world(tmp_path_factory.mktemp("world"), embedder, bank_file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,84 +329,6 @@ def test_model_change_needs_reembedding(world):
     assert "re-embed needed" in video.error and "clip:other:model" in video.error
     with pytest.raises(ReembedNeeded, match=world.embedder.id):
         load_evidence(world.store, vid, world.embedder.id, world.embedder.dim)
-
-
-def test_index_is_reused_survives_a_crash_and_follows_the_registry(world):
-    ri = load_or_build(world.cfg, world.store, world.embedder)
-    folder = index_dir(world.cfg)
-    slug = embedder_slug(world.embedder.id)
-    sidecar = json.loads((folder / f"{slug}.json").read_text())
-    assert sidecar["embedder_id"] == world.embedder.id
-    assert sidecar["fingerprint"] == ri.fingerprint
-    metas = sidecar["parts"]["embedding"]["meta"]
-    # drawn on plain backgrounds: the subjects are cut out and pasted on bank backdrops
-    assert {m["aug"] for m in metas} == {"composite", "composite_mirror"}
-    assert sum(m["negative"] for m in metas) == 2  # the frog, as given and mirrored
-    pdq_meta = sidecar["parts"]["pdq"]["meta"]
-    assert {m["variant"] for m in pdq_meta} >= {"original", "flip_h", "rot90"}
-    assert len({m["reference_id"] for m in pdq_meta}) == 6  # positives only
-    assert len(pdq_meta) <= 6 * 16
-
-    # a crash while saving leaves a truncated temporary file: the saved index still loads
-    data_file = folder / sidecar["data_file"]
-    (folder / f".{data_file.name}.abc123.tmp").write_bytes(data_file.read_bytes()[:100])
-    (folder / f".{slug}.json.def456.tmp").write_text('{"format": "charwa')
-    again = load_or_build(world.cfg, world.store, world.embedder)
-    assert not again.built and again.fingerprint == ri.fingerprint
-    assert again.part("embedding").ntotal == ri.part("embedding").ntotal
-
-    # a damaged data file (checksum mismatch) is rebuilt, not trusted
-    data_file.write_bytes(data_file.read_bytes()[:-10])
-    rebuilt = load_or_build(world.cfg, world.store, world.embedder)
-    assert rebuilt.built and rebuilt.part("pdq").ntotal == len(pdq_meta)
-
-    # a new reference changes the fingerprint: rebuilt and saved; the old data file goes
-    extra = world.image("hoshi_e.png", on_plain(draw_hoshi(tilt=20), (250, 250, 250)))
-    registry.add_images(world.cfg, world.store, "Hoshimaru", [extra])
-    newer = load_or_build(world.cfg, world.store, world.embedder)
-    assert newer.built and newer.fingerprint != ri.fingerprint
-    assert newer.part("pdq").ntotal > len(pdq_meta)
-    assert sorted(p.name for p in folder.glob(f"{slug}-*.npz")) == [
-        json.loads((folder / f"{slug}.json").read_text())["data_file"]
-    ]
-    assert load_or_build(world.cfg, world.store, world.embedder).built is False
-
-
-def test_text_prompts_with_a_text_tower_and_separate_indexes_per_embedder(world, clip_embedder):
-    clip = clip_embedder
-    assert clip.has_text and clip.id != world.embedder.id
-    load_or_build(world.cfg, world.store, world.embedder)  # the effnet index, whatever ran before
-    signals = make_signals(world.cfg.detect, clip)
-    assert "text_prompt" in [s.name for s in signals]
-    assert "text_prompt" not in [s.name for s in make_signals(world.cfg.detect, world.embedder)]
-
-    ri = load_or_build(world.cfg, world.store, clip, signals, bank_size=16)
-    text = ri.part("text_prompt")
-    assert text is not None and text.ntotal == 1
-    assert text.meta[0]["prompt"].startswith("a teal cartoon mascot")
-    assert ri.part("embedding").index.d == clip.dim
-    # each embedder has its own sidecar; the effnet one is untouched
-    folder = index_dir(world.cfg)
-    for emb in (clip, world.embedder):
-        side = json.loads((folder / f"{embedder_slug(emb.id)}.json").read_text())
-        assert side["embedder_id"] == emb.id
-
-    rng = random.Random(5)
-    frames = [scene(rng, draw_hoshi(), 0.8) for _ in range(2)]
-    per_frame = clip.embed_frames(frames)
-    ev = VideoEvidence(
-        video_id=0,
-        frames=[FrameRow(i, float(i), None, None) for i in range(2)],
-        model_id=clip.id,
-        vectors=np.concatenate([fv.vectors for fv in per_frame]),
-        vector_frame=np.repeat(np.arange(2), [len(fv.names) for fv in per_frame]),
-        vector_region=[name for fv in per_frame for name in fv.names],
-    )
-    sig = TextPromptSignal(world.cfg.detect, clip)
-    results = sig.compare(ev, ri.refs, text)
-    assert len(results) == 1 and results[0].kind == "semantic"
-    assert -1.0 <= results[0].raw <= 1.0 and 0.0 <= results[0].score <= 1.0
-    assert results[0].details["prompt"] == text.meta[0]["prompt"]
 
 
 def test_no_characters_leaves_videos_waiting(tmp_path, embedder):

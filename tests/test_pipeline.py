@@ -7,10 +7,12 @@ import datetime as dt
 import functools
 import hashlib
 import http.server
+import inspect
+import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +55,8 @@ def _x264(*extra: str) -> list[str]:
     return ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", *extra]
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small 9:16 clips plus the bad inputs, in one folder that the server below serves."""
-    d = tmp_path_factory.mktemp("www")
+def _make_media(d: Path) -> None:
+    """The clips (the real ffmpeg) and the bad inputs, written into ``d``."""
     _ffmpeg(  # 6 s moving test pattern with sound, moov first
         "-f", "lavfi", "-i", "testsrc2=size=360x640:rate=30:duration=6",
         "-f", "lavfi", "-i", "sine=frequency=440:duration=6",
@@ -84,6 +84,20 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
         '<meta property="og:title" content="a post"></head><body>post</body></html>'
     )
     (d / "novideo.html").write_text("<html><head><title>x</title></head><body>hi</body></html>")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory, made_once: Callable[..., Path]) -> Path:
+    """Small 9:16 clips plus the bad inputs, in one folder that the server below serves. The
+    real ffmpeg makes them once (kept between runs for this ffmpeg binary and this recipe)."""
+    exe = Path(ffmpeg_exe())
+    recipe = {
+        "ffmpeg": [str(exe), exe.stat().st_size, exe.stat().st_mtime_ns],
+        "make": [inspect.getsource(f) for f in (_ffmpeg, _x264, _make_media)],
+    }
+    d = tmp_path_factory.mktemp("www")
+    made = made_once("pipeline-media", recipe, _make_media)
+    shutil.copytree(made, d, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock", ".done"))
     return d
 
 

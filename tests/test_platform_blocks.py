@@ -96,7 +96,7 @@ def test_consecutive_errors_pause_the_platform(tmp_path: Path, embedder) -> None
             tmp_path / "c.toml",
             tmp_path / "data",
             f"http://127.0.0.1:{port}",
-            "[process]\ndownload_retries = 0\ndownload_timeout_s = 1.0\n\n",
+            "[process]\ndownload_retries = 0\ndownload_timeout_s = 0.3\n\n",
         )
         cfg = load_config(path)
         cfg.platforms.instagram.max_consecutive_errors = 2

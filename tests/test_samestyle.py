@@ -104,7 +104,9 @@ def test_registered_members_in_new_poses_are_named(world) -> None:
             cid, p = _best(sig, index, frame(c.sprite_key, seed + 10 * ci, scale))
             assert cid == ci, (c.name, cid, p)  # never another registered member
             found += p >= sig.threshold
-    assert found >= 12, found  # of 16 frames
+    # of 16 frames: 11 at the threshold 0.68 (12 at the earlier 0.55, which flagged more
+    # strangers in the benchmark; the video-level trade-off is measured in bench/samestyle.py)
+    assert found >= 11, found
 
 
 def _flagged(world, members) -> dict[str, tuple[int, list[float]]]:
@@ -130,9 +132,8 @@ def test_unregistered_members_of_the_same_style_are_not_flagged(world) -> None:
 
 def test_look_alikes_never_match_throughout(world) -> None:
     """Look-alikes share a registered member's body colour and two of its attributes. None
-    reaches the threshold in every frame; the closest, Refoyo (Nukam's), scores 0.54, 0.60 and
-    0.42 in its three frames, so whether it reaches the two frames a flag needs sits on the
-    threshold (0.55): a known limit, measured in the same-style benchmark."""
+    reaches the threshold in every frame; whether the closest reaches the two frames a flag
+    needs sits near the threshold: a known limit, measured in the same-style benchmark."""
     fam, regs, sig, index, frame = world
     keys = {c.key for c in regs}
     looks = [c for c in fam.lookalikes if c.lookalike_of in keys]

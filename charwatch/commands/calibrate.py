@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from charwatch.config import Config
 from charwatch.printing import print_table
+
+if TYPE_CHECKING:
+    from storage.db import Store
 
 NAME = "calibrate"
 HELP = "set per-character thresholds to a target false-positive rate"
@@ -32,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="augmented frames per reference image (default: 4; more is slower and gives a "
         "finer recall estimate)",
     )
-    parser.add_argument("--show", action="store_true", help="list the stored thresholds and exit")
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        help="list the stored thresholds and what the review verdicts say scores mean, and exit",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -48,6 +56,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             rows,
             ["character", "model_id", "signal", "threshold", "target_fpr", "recall", "fpr"],
         )
+        print_precision(store)
         return 0
     results = calibrate(
         cfg,
@@ -65,4 +74,19 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     for r in results:
         if r.note:
             print(f"  {r.character} {r.signal}: {r.note}")
+    print_precision(store)
     return 0
+
+
+def print_precision(store: Store) -> None:
+    """What the review verdicts say each flag's score means (``index.precision``)."""
+    from index.precision import models_on_record
+
+    models = models_on_record(store)
+    if not models:
+        print("estimated precision: no review verdicts yet, so flags carry no estimate")
+        return
+    for model in models:
+        print(f"estimated precision of {model.model_id} flags, from the review verdicts:")
+        for line in model.summary().splitlines():
+            print(f"  {line}")

@@ -594,11 +594,13 @@ def _files(app: Flask, desk: Desk) -> None:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        resp = send_file(
-            path, mimetype="application/zip", as_attachment=True, download_name=path.name
+        # the open file outlives its folder: nothing is left behind whether or not the server
+        # closes the response (a file sent through wsgi.file_wrapper skips call_on_close)
+        data = path.open("rb")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return send_file(
+            data, mimetype="application/zip", as_attachment=True, download_name=path.name
         )
-        resp.call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
-        return resp
 
     @app.get("/reports/")
     def reports_index() -> Any:
