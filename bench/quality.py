@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import multiprocessing as mp
+import pickle
 import random
 import shutil
 import subprocess
@@ -429,6 +430,22 @@ def draw_and_process(
     return processed
 
 
+def processed_cache(
+    keep: Path, reuse: bool, make: Callable[[], dict[str, Processed]]
+) -> dict[str, Processed]:
+    """``make()``'s processed videos; with ``reuse``, read from ``keep`` when it exists and
+    written there otherwise (for trying matching changes; processing is then not re-measured)."""
+    if reuse and keep.is_file():
+        with keep.open("rb") as fh:
+            print(f"  processed videos reused from {keep.name}", flush=True)
+            return pickle.load(fh)  # noqa: S301 - the benchmark's own file
+    processed = make()
+    if reuse:
+        with atomic_path(keep) as tmp, tmp.open("wb") as fh:
+            pickle.dump(processed, fh)
+    return processed
+
+
 def run_quality(
     work: Path,
     *,
@@ -436,9 +453,12 @@ def run_quality(
     quick: bool = False,
     embedder_spec: str = "effnet-lite0",
     workers: int = 2,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Build (or reuse) the set under ``work``, score it, return the results as a dict."""
+    """Build (or reuse) the set under ``work``, score it, return the results as a dict.
+    ``reuse``: keep the processed videos in ``work`` and read them back on the next run."""
     from charwatch.config import Config
+    from index.refindex import embedder_slug
 
     size = QUICK if quick else FULL
     qs = build_set(seed, size)
@@ -455,15 +475,20 @@ def run_quality(
     from fixture_platform.characters import write_reference_images
 
     refs = write_reference_images(work / "refs")
-    processed = draw_and_process(
-        work,
-        qs,
-        paths,
-        lambda b: refs[str(b.character)][0],
-        embedder_spec,
-        workers,
-        cfg.embed.precision,
-        timings,
+    keep = work / f"processed-{seed}-{embedder_slug(embedder_spec)}-{cfg.embed.precision}.pickle"
+    processed = processed_cache(
+        keep,
+        reuse,
+        lambda: draw_and_process(
+            work,
+            qs,
+            paths,
+            lambda b: refs[str(b.character)][0],
+            embedder_spec,
+            workers,
+            cfg.embed.precision,
+            timings,
+        ),
     )
     stage_s = {
         k: float(sum(p.seconds.get(k, 0.0) for p in processed.values()))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import random
 import time
 from collections.abc import Sequence
@@ -239,17 +238,13 @@ def _process_set(
 
     timings: dict[str, float] = {}
     keep = work / f"processed-{embedder_slug(embedder_spec)}-{precision}.pickle"
-    if reuse and keep.is_file():
-        with keep.open("rb") as fh:
-            print(f"  processed videos reused from {keep.name}", flush=True)
-            return pickle.load(fh)  # noqa: S301 - the benchmark's own file
-    processed = q.draw_and_process(
-        work, qs, _paths(work, qs, family_seed), art, embedder_spec, workers, precision, timings
+    return q.processed_cache(
+        keep,
+        reuse,
+        lambda: q.draw_and_process(
+            work, qs, _paths(work, qs, family_seed), art, embedder_spec, workers, precision, timings
+        ),
     )
-    if reuse:
-        with atomic_path(keep) as tmp, tmp.open("wb") as fh:
-            pickle.dump(processed, fh)
-    return processed
 
 
 # ---------------------------------------------------------------------------------------------

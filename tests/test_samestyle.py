@@ -104,9 +104,10 @@ def test_registered_members_in_new_poses_are_named(world) -> None:
             cid, p = _best(sig, index, frame(c.sprite_key, seed + 10 * ci, scale))
             assert cid == ci, (c.name, cid, p)  # never another registered member
             found += p >= sig.threshold
-    # of 16 frames: 11 at the threshold 0.68 (12 at the earlier 0.55, which flagged more
-    # strangers in the benchmark; the video-level trade-off is measured in bench/samestyle.py)
-    assert found >= 11, found
+    # of 16 frames: 10 at the threshold 0.68 with blur as the classifier's only damage (11 with
+    # grain and JPEG as well, 12 at the earlier 0.55: both flagged more strangers and
+    # look-alikes in the benchmarks; the video-level trade-off is measured in bench/)
+    assert found >= 10, found
 
 
 def _flagged(world, members) -> dict[str, tuple[int, list[float]]]:
