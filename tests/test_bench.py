@@ -18,7 +18,7 @@ import pytest
 from bench import metrics
 from bench import transforms as tr
 from bench.index_scale import choose_index
-from bench.quality import FULL, QUICK, build_set
+from bench.quality import FULL, QUICK, Processed, build_set, processed_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +124,22 @@ def test_a_failing_transformation_raises_a_clear_error(tiny_sources, tmp_path) -
     with pytest.raises(tr.TransformError, match="hflip: ffmpeg failed"):
         tr.apply("hflip", broken, tmp_path / "out.mp4", random.Random(1))
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_processed_videos_are_kept_and_read_back_only_with_reuse(tmp_path: Path) -> None:
+    made: list[int] = []
+
+    def make() -> dict[str, Processed]:
+        made.append(1)
+        return {"v": Processed(name="v", path=f"clip-{len(made)}.mp4", regions=["full"])}
+
+    keep = tmp_path / "processed.pickle"
+    assert processed_cache(keep, False, make)["v"].path == "clip-1.mp4"
+    assert not keep.exists()  # without reuse nothing is kept
+    first = processed_cache(keep, True, make)
+    again = processed_cache(keep, True, make)
+    assert len(made) == 2 and keep.is_file()
+    assert again["v"].path == first["v"].path == "clip-2.mp4" and again["v"].regions == ["full"]
 
 
 def test_index_type_is_chosen_by_size() -> None:
