@@ -27,11 +27,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from index.review import CONFIRMED, NOTICE_SENT, REJECTED, REMOVED
 from storage.db import Store
 from storage.models import Detection
 
-RIGHT_STATES = ("confirmed", "notice_sent", "removed")
-WRONG_STATES = ("rejected",)
+RIGHT_STATES = (CONFIRMED, NOTICE_SENT, REMOVED)
+WRONG_STATES = (REJECTED,)
 MIN_VERDICTS = 20
 PRIOR_STRENGTH = 2.0
 

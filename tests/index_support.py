@@ -8,15 +8,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 from sqlalchemy import select
 
 from charwatch.config import Config
 from index import registry
 from pipeline.hashing import pdq
+from pipeline.media import to_data_path
 from storage.db import Store
 from storage.models import Character, Detection, Embedding, Frame, Video, VideoState
+from storage.vectors import encode_vector
 from tests.conftest import seed_bank
 
 W, H = 360, 640  # portrait frames, as on short-form platforms
@@ -194,6 +195,59 @@ def make_config(root: Path) -> Config:
     return cfg
 
 
+def store_embedded_video(
+    cfg: Config,
+    store: Store,
+    embedder: Any,
+    video: Video,
+    frames: list[Image.Image],
+    folder: str,
+    *,
+    model_id: str | None = None,
+    keep_frames: bool = False,
+) -> int:
+    """Add ``video`` with its frames as the worker leaves them: each frame's PDQ hash and
+    thumbnail under ``frames/<folder>/`` and its region vectors (``model_id``: recorded as
+    another embedder's). ``keep_frames``: also store each frame as a JPEG and embed the stored
+    picture, as the worker does; else the picture as given is embedded."""
+    fdir = cfg.data_dir / "frames" / folder
+    fdir.mkdir(parents=True)
+    with store.session() as s:
+        s.add(video)
+        s.flush()
+        for i, img in enumerate(frames):
+            h, q = pdq(img)
+            thumb = fdir / f"{i:02d}_t.jpg"
+            img.resize((90, 160)).save(thumb)
+            path = fdir / f"{i:02d}.jpg"
+            if keep_frames:
+                img.save(path, "JPEG", quality=90)
+            frame = Frame(
+                video_id=video.id,
+                t=float(i),
+                pdq=h,
+                pdq_quality=q,
+                image_path=to_data_path(cfg.data_dir, path) if keep_frames else None,
+                thumb_path=to_data_path(cfg.data_dir, thumb),
+            )
+            s.add(frame)
+            s.flush()
+            if keep_frames:
+                with Image.open(path) as stored:
+                    img = stored.convert("RGB")
+            (fv,) = embedder.embed_frames([img])
+            s.add_all(
+                Embedding(
+                    frame_id=frame.id,
+                    region=region,
+                    model_id=model_id or embedder.id,
+                    vector=encode_vector(vec),
+                )
+                for region, vec in zip(fv.names, fv.vectors, strict=True)
+            )
+        return video.id
+
+
 class World:
     """A temporary store with registered characters; methods add processed videos."""
 
@@ -223,45 +277,19 @@ class World:
     ) -> int:
         """Store a video as the pipeline leaves it: frames (PDQ, thumbnail) + region vectors."""
         self.n += 1
-        fdir = self.cfg.data_dir / "frames" / f"v{self.n}"
-        fdir.mkdir(parents=True)
-        with self.store.session() as s:
-            video = Video(
-                platform="tiktok",
-                platform_id=f"v{self.n}",
-                url=f"http://127.0.0.1/@x/video/{self.n}",
-                caption=caption,
-                hashtags=list(hashtags),
-                ai_label=ai_label,
-                author=author,
-                state=VideoState.EMBEDDED,
-            )
-            s.add(video)
-            s.flush()
-            for i, img in enumerate(frames):
-                h, q = pdq(img)
-                thumb = fdir / f"{i}_t.jpg"
-                img.resize((90, 160)).save(thumb)
-                frame = Frame(
-                    video_id=video.id,
-                    t=float(i),
-                    pdq=h,
-                    pdq_quality=q,
-                    thumb_path=thumb.relative_to(self.cfg.data_dir).as_posix(),
-                )
-                s.add(frame)
-                s.flush()
-                (fv,) = self.embedder.embed_frames([img])
-                for region, vec in zip(fv.names, fv.vectors, strict=True):
-                    s.add(
-                        Embedding(
-                            frame_id=frame.id,
-                            region=region,
-                            model_id=model_id or self.embedder.id,
-                            vector=vec.astype(np.float16).tobytes(),
-                        )
-                    )
-            return video.id
+        video = Video(
+            platform="tiktok",
+            platform_id=f"v{self.n}",
+            url=f"http://127.0.0.1/@x/video/{self.n}",
+            caption=caption,
+            hashtags=list(hashtags),
+            ai_label=ai_label,
+            author=author,
+            state=VideoState.EMBEDDED,
+        )
+        return store_embedded_video(
+            self.cfg, self.store, self.embedder, video, frames, f"v{self.n}", model_id=model_id
+        )
 
     def detections(self) -> dict[tuple[int, str], Detection]:
         with self.store.session() as s:

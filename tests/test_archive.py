@@ -34,8 +34,6 @@ from index.matcher import ReembedNeeded, detect_pending, load_evidence
 from index.refindex import embedder_slug
 from index.retro import has_archived_frames, retro_scan
 from index.shards import ivf_lists, pq_subvectors
-from pipeline.hashing import pdq
-from pipeline.media import to_data_path
 from pipeline.reembed import reembed
 from pipeline.regions import regions
 from pipeline.worker import process_pending
@@ -43,6 +41,7 @@ from storage.db import Store
 from storage.models import Detection, Embedding, Frame, Video, VideoState
 from storage.vectors import encode_vector
 from tests.conftest import CLIP_TEST_SPEC, seed_bank
+from tests.index_support import store_embedded_video
 
 W, H = 360, 640
 
@@ -109,48 +108,23 @@ class Lab:
         state: str = VideoState.EMBEDDED,
         embedder=None,
     ) -> int:
-        emb = embedder or self.embedder
         self.n += 1
-        fdir = self.cfg.data_dir / "frames" / f"v{self.n}"
-        fdir.mkdir(parents=True)
-        with self.store.session() as s:
-            video = Video(
-                platform="tiktok",
-                platform_id=f"v{self.n}",
-                url=f"http://127.0.0.1:9/@{author}/video/{self.n}",
-                author=author,
-                state=state,
-            )
-            s.add(video)
-            s.flush()
-            for i, img in enumerate(frames):
-                h, q = pdq(img)
-                path = fdir / f"{i:02d}.jpg"
-                img.save(path, "JPEG", quality=90)
-                thumb = fdir / f"{i:02d}_t.jpg"
-                img.resize((90, 160)).save(thumb)
-                frame = Frame(
-                    video_id=video.id,
-                    t=float(i),
-                    pdq=h,
-                    pdq_quality=q,
-                    image_path=to_data_path(self.cfg.data_dir, path),
-                    thumb_path=to_data_path(self.cfg.data_dir, thumb),
-                )
-                s.add(frame)
-                s.flush()
-                with Image.open(path) as stored:
-                    (fv,) = emb.embed_frames([stored.convert("RGB")])
-                for region, vec in zip(fv.names, fv.vectors, strict=True):
-                    s.add(
-                        Embedding(
-                            frame_id=frame.id,
-                            region=region,
-                            model_id=emb.id,
-                            vector=encode_vector(vec),
-                        )
-                    )
-            return video.id
+        video = Video(
+            platform="tiktok",
+            platform_id=f"v{self.n}",
+            url=f"http://127.0.0.1:9/@{author}/video/{self.n}",
+            author=author,
+            state=state,
+        )
+        return store_embedded_video(
+            self.cfg,
+            self.store,
+            embedder or self.embedder,
+            video,
+            frames,
+            f"v{self.n}",
+            keep_frames=True,
+        )
 
     def embedding_ids(self, video_id: int) -> list[int]:
         with self.store.session() as s:

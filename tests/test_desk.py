@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from reports import write_report
-from storage import AllowedAccount, Frame, Reference, ReviewEvent
+from storage import AllowedAccount, Detection, Frame, Reference, ReviewEvent
 from storage.users import add_user
 from tests.conftest import CHROMIUM, needs_chromium, run_cli
 from tests.desk_support import (
@@ -305,6 +305,31 @@ def test_images_evidence_and_reports(url: str, lab: DeskLab) -> None:
     assert f'href="/reports/{res.html_path.name}#v-{video_id}" id="report"' in page.text
     assert c.get("/reports/..%2Fcharwatch.toml").status == 404
     assert c.get("/reports/charwatch.db").status == 404
+
+
+def test_the_detection_page_shows_a_valid_estimated_precision_only(url: str, lab: DeskLab) -> None:
+    c = analyst(url, lab)
+    d = lab.ids["bulk_done"]
+    with lab.store.session() as s:
+        original = dict(s.get(Detection, d).signals)
+
+    def page_with(estimate: float | None) -> str:
+        with lab.store.session() as s:
+            det = s.get(Detection, d)
+            fusion = {**original["fusion"], "estimated_precision": estimate}
+            det.signals = {**original, "fusion": {**fusion, "precision_verdicts": 40}}
+            s.commit()
+        return c.get(f"/detections/{d}").text
+
+    try:
+        assert 'id="est-precision"' not in c.get(f"/detections/{d}").text  # none stored
+        assert "est. precision <b>93%</b>" in page_with(0.93)
+        assert 'id="est-precision"' not in page_with(None)
+        assert 'id="est-precision"' not in page_with(1.7)  # not a share: not shown
+    finally:
+        with lab.store.session() as s:
+            s.get(Detection, d).signals = original
+            s.commit()
 
 
 def test_hostile_text_is_escaped_in_every_page(url: str, lab: DeskLab) -> None:

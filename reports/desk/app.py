@@ -59,7 +59,7 @@ from reports.desk.auth import (
     same_token,
     secret_key_path,
 )
-from reports.explain import clock
+from reports.explain import clock, estimated_precision
 from reports.html import safe_link
 from storage.blobs import data_file
 from storage.db import Store
@@ -352,6 +352,7 @@ def _detection_page(
             error=error,
             link=safe_link(view.video.url),
             report=_report_link(desk, s, view.det),
+            est_precision=estimated_precision(view.det.signals)[0],
         )
     return html, status
 
