@@ -81,7 +81,13 @@ def process(
     progress: bool = True,
     stop: threading.Event | None = None,
 ) -> ProcessResult:
-    """Download, sample, hash and embed pending videos, then match them and apply retention."""
+    """Download, sample, hash and embed pending videos, match them, and apply retention.
+
+    Matching runs beside processing, on a thread of its own that claims each video once it is
+    embedded (:func:`index.matcher.detect_pending` with ``until``), so it uses the cores that
+    downloads and decoding leave idle and flags appear while a long run goes on; when
+    processing ends, it matches what is left (every ``embedded`` video) and returns.
+    """
     from index.matcher import detect_pending
     from pipeline.embedders import load_embedder
     from pipeline.retention import apply_retention
@@ -91,10 +97,28 @@ def process(
         cfg.embed.model, precision=cfg.embed.precision, threads=cfg.process.torch_threads
     )
     result = ProcessResult()
-    result.process = process_pending(
-        cfg, store, embedder, limit=limit, progress=progress, stop=stop
-    )
-    result.detect = detect_pending(cfg, store, embedder, limit=None, progress=progress)
+    processed = threading.Event()
+    failure: list[BaseException] = []
+
+    def match() -> None:
+        try:
+            result.detect = detect_pending(
+                cfg, store, embedder, limit=None, progress=progress, until=processed
+            )
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(exc)
+
+    matcher = threading.Thread(target=match, name="match-follow", daemon=True)
+    matcher.start()
+    try:
+        result.process = process_pending(
+            cfg, store, embedder, limit=limit, progress=progress, stop=stop
+        )
+    finally:
+        processed.set()
+        matcher.join()
+    if failure:
+        raise failure[0]
     result.media_deleted = apply_retention(cfg, store)
     return result
 

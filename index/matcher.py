@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -80,6 +81,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 16
+FOLLOW_POLL_S = 0.25  # following a processing run: wait this long after an empty claim
 # videos decided side by side: the work (FAISS, OpenCV, numpy) releases the GIL; the store is
 # read and written on the calling thread only
 MATCH_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -458,12 +460,18 @@ def detect_pending(
     limit: int | None = None,
     progress: bool = True,
     video_ids: list[int] | None = None,
+    until: threading.Event | None = None,
 ) -> DetectStats:
     """Match every ``embedded`` video (at most ``limit``) against the registry.
 
     ``video_ids`` restricts claiming to those videos (others stay ``embedded``).
     The reference index is loaded (or rebuilt when the registry or embedder changed) once.
     With no character registered nothing is claimed: the videos wait in ``embedded``.
+
+    ``until`` makes it follow a processing run in the same process: while the event is not
+    set, an empty claim waits briefly and claims again (videos become ``embedded`` as the run
+    goes); once it is set, what is left is matched and the call returns. Matching then fills
+    the cores that downloads and decoding leave idle, instead of starting after the run.
     """
     t0 = time.monotonic()
     stats = DetectStats(model_id=embedder.id, threshold=embed_threshold(cfg.detect, embedder.id))
@@ -485,7 +493,13 @@ def detect_pending(
             q = q.where(Video.id.in_(video_ids))
         pending = s.scalar(q)
     total = min(pending or 0, limit) if limit is not None else (pending or 0)
-    bar = tqdm(total=total, desc="match", unit="video", disable=not progress)
+    # following a run, the total is not known yet: the bar counts
+    bar = tqdm(
+        total=None if until is not None else total,
+        desc="match",
+        unit="video",
+        disable=not progress,
+    )
     heartbeat = workers.Heartbeat(store, owner, role="match").start()  # dead: leases free at once
     pool = ThreadPoolExecutor(MATCH_THREADS, thread_name_prefix="match")
     try:
@@ -500,7 +514,10 @@ def detect_pending(
                 ids=video_ids,
             )
             if not ids:
-                break
+                if until is None or until.is_set():
+                    break
+                until.wait(FOLLOW_POLL_S)
+                continue
             stats.claimed += len(ids)
             decided: list[tuple[int, Future[Any] | BaseException]] = []
             for vid in ids:  # evidence read here, decided in the pool

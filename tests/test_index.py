@@ -9,6 +9,7 @@ drawn with PIL.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +370,34 @@ def test_detect_pending_can_be_restricted_to_some_videos(world):
     assert none.claimed == 0 and world.state(b).state == VideoState.EMBEDDED
     detect_pending(world.cfg, world.store, world.embedder, progress=False, video_ids=[b])
     assert _flagged(world, a) == _flagged(world, b) == {"Hoshimaru"}
+
+
+def test_matching_follows_a_processing_run_until_it_ends(world):
+    """With ``until``, an empty claim waits instead of returning: a video embedded while
+    the matcher waits is matched, and setting the event drains what is left."""
+    import threading
+
+    rng = random.Random(22)
+    first = world.add_video(_hoshi_frames(rng))
+    processed = threading.Event()
+    got: list = []
+    matcher = threading.Thread(
+        target=lambda: got.append(
+            detect_pending(world.cfg, world.store, world.embedder, progress=False, until=processed)
+        )
+    )
+    matcher.start()
+    deadline = time.monotonic() + 60
+    while world.state(first).state != VideoState.MATCHED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert world.state(first).state == VideoState.MATCHED and matcher.is_alive()
+    later = world.add_video(_hoshi_frames(rng))  # embedded while the matcher waits
+    processed.set()
+    matcher.join(timeout=60)
+    assert not matcher.is_alive()
+    assert got[0].claimed == got[0].matched >= 2  # with what earlier tests left embedded
+    assert world.state(later).state == VideoState.MATCHED
+    assert _flagged(world, first) == _flagged(world, later) == {"Hoshimaru"}
 
 
 def test_allow_listed_accounts_are_never_flagged(world):

@@ -13,7 +13,8 @@ NAME = "process"
 HELP = "download, fingerprint and match pending videos"
 DESCRIPTION = (
     "Download pending videos (yt-dlp), sample frames (ffmpeg), hash (PDQ) and embed them, "
-    "then match against the registry. Safe to stop and rerun: work resumes where it stopped."
+    "and match each one against the registry as soon as it is embedded. Safe to stop and "
+    "rerun: work resumes where it stopped."
 )
 
 
