@@ -209,6 +209,15 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
     naive = tp["cases"]["naive"]
     assert naive["frames"] >= tp["videos_per_case"] and naive["shorts_per_min"] > 0
 
+    rows = data["registry"]["rows"]
+    assert [(r["characters"], r["search"]) for r in rows] == [
+        (n, s) for n in (8, 24) for s in ("exact", "inverted file")
+    ]
+    for r in rows:
+        assert r["ms_per_frame"] > 0 and 0 <= r["copies_verified"] <= r["copies"] == 32
+        assert r["descriptors"] > 1000 * r["characters"]  # 4 pictures, each also mirrored
+    assert rows[0]["production"] and rows[0]["copies_verified"] >= 28  # a small registry
+
     sizes = data["index"]["sizes"]
     assert {s["scheme"] for s in sizes} == {"compressed", "archive"}
     for size in sizes:
@@ -227,6 +236,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
     assert _unit(shards["recall_at_10_merged_refined"]) and shards["merged_refined_ms_p50"] > 0
 
     headings = ("### Targets", "### Same-style characters", "### Detection quality")
-    for heading in (*headings, "### Throughput", "### Archive index", "### Cluster mode"):
+    more = ("### Throughput", "### Copy verification against registry size", "### Archive index")
+    for heading in (*headings, *more, "### Cluster mode"):
         assert heading in md
     assert md in proc.stdout  # the table is printed for the README

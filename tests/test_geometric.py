@@ -257,6 +257,63 @@ def test_non_copies_are_not_verified(world: World, index: VectorIndex, tmp_path:
     assert not false, false
 
 
+def test_the_inverted_file_verifies_what_the_exact_search_does(
+    world: World, index: VectorIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``EXACT_LIMIT`` descriptors the search probes an inverted file; on this world
+    (forced there) every copy and non-copy gets the same verdict, named the same."""
+    from index import geometric
+
+    assert GeometricSignal._hamming(index).exact  # built while the limit holds
+    monkeypatch.setattr(geometric, "EXACT_LIMIT", 0)
+    probed = build_index(world, DetectConfig())
+    assert not GeometricSignal._hamming(probed).exact
+    sig = GeometricSignal(DetectConfig())
+    cases = copy_cases(world) + non_copy_cases(world)
+    differ, inliers = [], []
+    for case, video in zip(cases, evidence(tmp_path, cases), strict=True):
+        a = {r.character_id: r for r in sig.compare(video, world.refs, index) if r.matched}
+        b = {r.character_id: r for r in sig.compare(video, world.refs, probed) if r.matched}
+        if {c: r.reference_id for c, r in a.items()} != {c: r.reference_id for c, r in b.items()}:
+            differ.append(case.name)
+        inliers += [(a[c].raw, b[c].raw) for c in a if c in b]
+    assert not differ, differ
+    assert len(inliers) == len(copy_cases(world))
+    exact, probed_inliers = np.array(inliers, dtype=float).T
+    assert probed_inliers.sum() >= 0.9 * exact.sum()
+
+
+def test_one_picture_per_place_keeps_the_best_fit_of_a_place() -> None:
+    from index.geometric import Verification, one_picture_per_place
+
+    def fit(variant: int, inliers: int, x: float, agreement: float = 0.97) -> Verification:
+        box = [[x, 100.0], [x + 200, 100.0], [x + 200, 300.0], [x, 300.0]]
+        return Verification(variant, inliers, inliers, 1.0, box, agreement, 1.0, True)
+
+    owner = {0: 1, 1: 2, 2: 2, 3: 3, 4: 1}  # variant -> character
+    right, wrong = fit(0, 40, 50), fit(1, 22, 54)  # one template, two characters
+    beside = fit(3, 30, 400)  # another copy beside it
+    unverified = fit(2, 60, 50, agreement=0.5)
+    kept = one_picture_per_place(
+        [right, wrong, beside, unverified],
+        owner=lambda v: owner[v.variant],
+        ok=lambda v: v.agreement >= 0.94,
+    )
+    assert kept == [right, beside, unverified]
+    # one character's own variants do not compete
+    mirrored = fit(4, 35, 50)
+    assert one_picture_per_place([right, mirrored], lambda v: owner[v.variant], lambda v: True) == [
+        right,
+        mirrored,
+    ]
+    # a tie on inliers goes to the higher pixel agreement
+    twin = fit(1, 40, 52, agreement=0.99)
+    assert one_picture_per_place([right, twin], lambda v: owner[v.variant], lambda v: True) == [
+        twin
+    ]
+    assert one_picture_per_place([], lambda v: 0, lambda v: True) == []
+
+
 def test_missing_frame_files_are_skipped(world: World, index: VectorIndex, tmp_path: Path) -> None:
     sig = GeometricSignal(DetectConfig())
     art = world.art[world.refs.images[0].reference_id]

@@ -21,7 +21,6 @@ from index.geometric import (
     CEILING_INLIERS,
     FRAME_FEATURES,
     FRAME_SIDE,
-    KNN,
     MIN_AGREEMENT,
     MIN_INLIERS,
     MIN_VISIBLE,
@@ -33,6 +32,8 @@ from index.geometric import (
     candidate_matches,
     describe,
     fit,
+    neighbours,
+    one_picture_per_place,
     pixel_agreement,
     resize_long,
 )
@@ -132,7 +133,7 @@ class GeometricSignal(Signal):
         xy, desc = describe(gray, FRAME_FEATURES)
         if len(desc) < MIN_INLIERS or len(a["desc"]) == 0:
             return []
-        dist, ids = self._hamming(index).search(desc, KNN)
+        dist, ids = self._hamming(index).search(desc, neighbours(len(a["desc"])))
         out = []
         for v, (qi, ri) in candidate_matches(dist, ids, a["variant"]).items():
             if len(qi) < MIN_INLIERS // 2:
@@ -149,6 +150,15 @@ class GeometricSignal(Signal):
                 ver.agreement, ver.visible = pixel_agreement(bgr, thumb, transform, size)
             out.append(ver)
         return out
+
+    def frame_fits(self, bgr: np.ndarray, index: VectorIndex) -> list[Verification]:
+        """:meth:`verify_frame`, less the fits another character's verified fit beats in
+        the same place (:func:`index.geometric.one_picture_per_place`)."""
+        return one_picture_per_place(
+            self.verify_frame(bgr, index),
+            owner=lambda v: index.meta[v.variant]["character_id"],
+            ok=lambda v: self.verified(v, 1),
+        )
 
     @staticmethod
     def verified(ver: Verification, min_inliers: int) -> bool:
@@ -176,7 +186,7 @@ class GeometricSignal(Signal):
                 continue
             small, k = resize_long(bgr, FRAME_SIDE)
             used.append(i)
-            for ver in self.verify_frame(small, index):
+            for ver in self.frame_fits(small, index):
                 ver.box = [[x / k, y / k] for x, y in ver.box]  # frame file pixels
                 ver.scale /= k
                 cid = index.meta[ver.variant]["character_id"]
