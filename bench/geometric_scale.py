@@ -35,6 +35,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,11 @@ def measure(sizes: Sequence[int], seed: int = REPORT_SEED) -> dict[str, Any]:
     frames = query_frames(art, seed)
     smalls = [resize_long(f["bgr"], FRAME_SIDE)[0] for f in frames]
     out: dict[str, Any] = {
-        "frames": {k: sum(f["kind"] == k for f in frames) for k in dict.fromkeys(
-            f["kind"] for f in frames)},
+        "frames": dict(Counter(f["kind"] for f in frames)),  # kinds in drawing order
         "frames_seed": seed,
         "exact_limit": EXACT_LIMIT,
         "rows": [],
-    }  # fmt: skip
+    }
     for n in sizes:
         (sig, index), keys = _index(members[:n], art)
         desc = index.arrays["desc"]
