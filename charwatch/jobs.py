@@ -114,9 +114,12 @@ def process(
         result.process = process_pending(
             cfg, store, embedder, limit=limit, progress=progress, stop=stop
         )
-    finally:
+    except BaseException:
+        # not waiting for the matcher to drain: the leases it holds expire if it is cut off
         processed.set()
-        matcher.join()
+        raise
+    processed.set()
+    matcher.join()
     if failure:
         raise failure[0]
     result.media_deleted = apply_retention(cfg, store)
