@@ -387,11 +387,16 @@ def test_matching_follows_a_processing_run_until_it_ends(world):
         )
     )
     matcher.start()
-    deadline = time.monotonic() + 60
-    while world.state(first).state != VideoState.MATCHED and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert world.state(first).state == VideoState.MATCHED and matcher.is_alive()
+
+    def matched_soon(vid: int) -> bool:
+        deadline = time.monotonic() + 60
+        while world.state(vid).state != VideoState.MATCHED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return world.state(vid).state == VideoState.MATCHED
+
+    assert matched_soon(first) and matcher.is_alive()
     later = world.add_video(_hoshi_frames(rng))  # embedded while the matcher waits
+    assert matched_soon(later) and matcher.is_alive()  # claimed while following, not drained
     processed.set()
     matcher.join(timeout=60)
     assert not matcher.is_alive()
