@@ -516,7 +516,11 @@ def detect_pending(
             if not ids:
                 if until is None or until.is_set():
                     break
-                until.wait(FOLLOW_POLL_S)
+                # wait with reads only: an empty claim would take SQLite's write lock
+                while not until.wait(FOLLOW_POLL_S) and not queue.claimable(
+                    store, (VideoState.EMBEDDED,), video_ids
+                ):
+                    pass
                 continue
             stats.claimed += len(ids)
             decided: list[tuple[int, Future[Any] | BaseException]] = []

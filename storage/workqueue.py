@@ -175,6 +175,23 @@ def claim(
     return sorted(claimed)
 
 
+def claimable(store: Store, states: tuple[str, ...], ids: list[int] | None = None) -> bool:
+    """Whether :func:`claim` would lease anything in ``states`` now (unleased or free again,
+    not backing off). A read only: on SQLite an empty :func:`claim` still takes the write lock,
+    so a loop that waits for work asks this first."""
+    with store.session() as s:
+        now = workers.db_now(s)
+        dead = workers.dead_owners(s)
+        q = select(Video.id).where(
+            _states_in(states),
+            or_(Video.lease_owner.is_(None), _free_lease(now, dead)),
+            _ready(now),
+        )
+        if ids is not None:
+            q = q.where(Video.id.in_(list(ids)))
+        return s.scalar(q.limit(1)) is not None
+
+
 def renew(store: Store, owner: str, video_id: int, lease_s: int) -> bool:
     """Extend a held lease; False when the lease was lost."""
     return video_id in renew_many(store, owner, [video_id], lease_s)

@@ -68,6 +68,33 @@ def test_lease_excludes_other_workers_and_expires(tmp_path: Path) -> None:
         assert v.state == VideoState.MATCHED and v.lease_owner is None
 
 
+def test_claimable_agrees_with_claim_and_only_reads(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    store = Store(f"sqlite:///{db}")
+    states = (VideoState.DISCOVERED,)
+    assert not workqueue.claimable(store, states)  # nothing queued
+    _add_videos(store, 2)
+    assert workqueue.claimable(store, states)
+    assert not workqueue.claimable(store, (VideoState.EMBEDDED,))
+    a = workqueue.claim(store, "a", limit=2, lease_s=60)
+    assert not workqueue.claimable(store, states)  # both held by a live lease
+    assert workqueue.claim(store, "b", limit=2, lease_s=60) == []
+    with store.session() as s:
+        s.get(Video, a[1]).lease_expires = utcnow() - dt.timedelta(seconds=1)
+    assert workqueue.claimable(store, states)
+    assert not workqueue.claimable(store, states, ids=[a[0]])  # that one is still held
+    # another connection holds SQLite's write lock: the check still answers (a read in WAL)
+    other = sqlite3.connect(db, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert workqueue.claimable(store, states, ids=[a[1]])
+    finally:
+        other.rollback()
+        other.close()
+    assert workqueue.claim(store, "b", limit=2, lease_s=60) == [a[1]]
+    assert not workqueue.claimable(store, states)
+
+
 def test_fail_retries_then_gives_up(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     _add_videos(store, 1)
