@@ -655,7 +655,8 @@ def _registry_md(rg: dict[str, Any]) -> list[str]:
             _f(r["characters"]),
             _f(r["descriptors"]),
             r["search"] + (" *" if r.get("production") else ""),
-            _f(r["build_s"], 1),
+            _f(r["build_s"], 1)
+            + (f" (stored: {_f(r['load_s'], 2)})" if r.get("load_s") is not None else ""),
             _f(r["ms_per_frame"], 1),
             f"{r['copies_verified']} of {r['copies']}",
             _f(r["wrong_character"]),

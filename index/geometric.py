@@ -100,19 +100,43 @@ class HammingIndex:
     verification and time against registry size.
     """
 
-    def __init__(self, desc: np.ndarray, *, exact_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        desc: np.ndarray,
+        *,
+        exact_limit: int | None = None,
+        stored: np.ndarray | None = None,
+    ) -> None:
+        """``stored``: the inverted file of these descriptors as :meth:`serialized` gave it
+        (an index build keeps it, so a process that loads the index does not train it again);
+        ignored when the search is exact or it does not hold ``desc``'s count."""
         import faiss
 
         self.ntotal = len(desc)
         desc = np.ascontiguousarray(desc, dtype=np.uint8)
         limit = EXACT_LIMIT if exact_limit is None else exact_limit
         self.exact = self.ntotal <= limit
+        self.loaded = False  # the inverted file came from ``stored``
         if self.exact:
             self._index = faiss.IndexBinaryFlat(desc.shape[1] * 8)  # (n, bytes) descriptors
             if self.ntotal:
                 self._index.add(desc)
-        else:
-            self._index = _inverted_file(desc)
+            return
+        if stored is not None and len(stored):
+            ivf = faiss.deserialize_index_binary(np.ascontiguousarray(stored, dtype=np.uint8))
+            if ivf.ntotal == self.ntotal and ivf.d == desc.shape[1] * 8 and hasattr(ivf, "nlist"):
+                ivf.nprobe = min(IVF_PROBES, ivf.nlist)
+                self._index, self.loaded = ivf, True
+                return
+        self._index = _inverted_file(desc)
+
+    def serialized(self) -> np.ndarray | None:
+        """The inverted file as bytes (uint8) to store with the index; None for an exact one."""
+        import faiss
+
+        if self.exact:
+            return None
+        return np.asarray(faiss.serialize_index_binary(self._index), dtype=np.uint8)
 
     def search(self, desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(distances (n, k) float32, ids (n, k) int64)``; id -1 where fewer exist."""

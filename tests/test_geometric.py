@@ -283,6 +283,32 @@ def test_the_inverted_file_verifies_what_the_exact_search_does(
     assert probed_inliers.sum() >= 0.9 * exact.sum()
 
 
+def test_the_inverted_file_is_stored_with_the_index(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large registry's inverted file is trained once, at index build, and kept in the
+    index's arrays: the index read back searches with it (no training) and finds the same
+    neighbours as the one built."""
+    from index import geometric
+    from index.signals.vector_index import VectorIndex
+
+    monkeypatch.setattr(geometric, "EXACT_LIMIT", 0)
+    built = build_index(world, DetectConfig())
+    assert "desc_ivf" in built.arrays
+    loaded = VectorIndex.from_bytes(built.to_bytes(), built.meta)
+    a, b = GeometricSignal._hamming(built), GeometricSignal._hamming(loaded)
+    assert not b.exact and b.loaded and not a.loaded
+    desc = loaded.arrays["desc"]
+    queries = desc[:: max(1, len(desc) // 300)]
+    da, ia = a.search(queries, 4)
+    db, ib = b.search(queries, 4)
+    assert np.array_equal(da, db) and np.array_equal(ia, ib)
+    assert (da[:, 0] == 0).all()  # each reference descriptor finds itself
+    # a stored file that does not hold these descriptors is not trusted: it is trained anew
+    other = geometric.HammingIndex(desc[:-1], stored=loaded.arrays["desc_ivf"])
+    assert not other.loaded and not other.exact
+
+
 def test_one_picture_per_place_keeps_the_best_fit_of_a_place() -> None:
     from index.geometric import Verification, one_picture_per_place
 

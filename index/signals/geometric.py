@@ -99,16 +99,22 @@ class GeometricSignal(Signal):
                 xys.append(xy)
                 descs.append(desc)
                 thumbs.append(padded)
-        return VectorIndex.flat_ip(
+        all_desc = np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8)
+        search = HammingIndex(all_desc)
+        stored = search.serialized()  # a large registry's inverted file, trained once here
+        index = VectorIndex.flat_ip(
             np.zeros((len(meta), 1), np.float32),
             meta,
-            desc=np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8),
+            desc=all_desc,
             xy=np.concatenate(xys) if xys else np.zeros((0, 2), np.float32),
             variant=np.concatenate(owner) if owner else np.zeros(0, np.int32),
             thumb=np.stack(thumbs)
             if thumbs
             else np.zeros((0, THUMB_SIDE, THUMB_SIDE, 3), np.uint8),
+            **({"desc_ivf": stored} if stored is not None else {}),
         )
+        index.__dict__["_hamming"] = search
+        return index
 
     def frame_path(self, video: VideoEvidence, stored: str) -> Path:
         """The file of a stored frame path (relative to ``video.data_dir`` unless absolute;
@@ -119,10 +125,11 @@ class GeometricSignal(Signal):
 
     @staticmethod
     def _hamming(index: VectorIndex) -> HammingIndex:
-        """The reference descriptors' Hamming search, built on first use per index."""
+        """The reference descriptors' Hamming search, made on first use per index (from the
+        inverted file stored with a large registry's index)."""
         got = index.__dict__.get("_hamming")
         if got is None:
-            got = HammingIndex(index.arrays["desc"])
+            got = HammingIndex(index.arrays["desc"], stored=index.arrays.get("desc_ivf"))
             index.__dict__["_hamming"] = got
         return got
 
