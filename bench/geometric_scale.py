@@ -14,7 +14,12 @@ Frames (360 x 640, JPEG quality 80), all drawn with the fixture's own art:
   (the room, shapes, noise and stripes backgrounds) at 35-90 % of the frame width, half of them
   mirrored, some cut by the frame edge;
 * non-copies: the first family's unregistered members and its registered members in poses no
-  reference shows, in the same scenes; scenes without a character.
+  reference shows, in the same scenes; scenes without a character;
+* damaged copies: each reference picture pasted again (other scene, size, place, mirroring),
+  then the whole frame damaged the way re-uploads are, in turn (:data:`DAMAGES`): Gaussian
+  blur (radius 1-2), half resolution at JPEG quality 15-30, a colour grade (hue within 15
+  degrees, saturation, brightness, contrast), a two-line caption across the copy, grain. They
+  were drawn after the rules below were chosen, and are only reported.
 
 The rules for large registries (:func:`index.geometric.neighbours`) were chosen on the frames
 of ``TUNE_SEED``; the run reports the frames of ``REPORT_SEED`` (other scenes, sizes, places
@@ -55,6 +60,7 @@ TUNE_SEED = 7  # frames the registry-size rules were chosen on (index.geometric.
 REPORT_SEED = 8  # frames reported: other scenes, sizes, places and mirrorings
 BACKGROUNDS = ("room", "shapes", "noise", "stripes")
 JPEG_QUALITY = 80
+DAMAGES = ("blur", "low bitrate", "colour grade", "caption", "grain")  # damaged copies, in turn
 W, H = 360, 640
 
 
@@ -130,6 +136,54 @@ def query_frames(art: dict[tuple[str, int], Image.Image], seed: int) -> list[dic
         out.append({"kind": "unregistered", "key": None, "bgr": _jpeg(frame)})
     for _ in range(8):
         out.append({"kind": "scene", "key": None, "bgr": _jpeg(_scene(rng.randrange(10_000)))})
+    # drawn last, so the frames above stay those the registry rules were chosen and reported on
+    for n, ch in enumerate(fam.registered * REFS):
+        i = n // len(fam.registered)
+        frame, side = _scene(rng.randrange(10_000)), round(W * rng.uniform(0.35, 0.9))
+        pic = art[(ch.key, i)].resize((side, side), Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            pic = pic.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        x, y = rng.randrange(-side // 4, W - 3 * side // 4), rng.randrange(0, H - side)
+        frame.paste(pic, (x, y))
+        damage = DAMAGES[n % len(DAMAGES)]
+        frame = damaged(frame, damage, (x, y, x + side, y + side), rng)
+        out.append({"kind": "damaged copy", "key": ch.key, "damage": damage, "bgr": _jpeg(frame)})
+    return out
+
+
+def damaged(
+    frame: Image.Image, kind: str, box: tuple[int, int, int, int], rng: random.Random
+) -> Image.Image:
+    """The frame after one damage of a re-upload (:data:`DAMAGES`); ``box``: where the copy
+    sits (a caption runs across it)."""
+    from PIL import ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+    from index.fewshot import hue_turned
+
+    if kind == "blur":
+        return frame.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.0)))
+    if kind == "low bitrate":  # half the resolution at a low JPEG quality, shown full size
+        small = frame.resize((W // 2, H // 2), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        small.save(buf, format="JPEG", quality=rng.randint(15, 30))
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB").resize((W, H))
+    if kind == "colour grade":
+        out = hue_turned(frame, rng.uniform(-15, 15))
+        out = ImageEnhance.Color(out).enhance(rng.uniform(1.1, 1.4))
+        out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.1))
+        return ImageEnhance.Contrast(out).enhance(rng.uniform(0.85, 1.2))
+    if kind == "grain":
+        arr = np.asarray(frame, np.float32)
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(8, 14), arr.shape)
+        return Image.fromarray(np.clip(arr + noise, 0, 255).astype(np.uint8))
+    # caption: two lines of bold white text with a dark outline across the copy's lower half
+    out = frame.copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=26)
+    top = box[1] + (box[3] - box[1]) * rng.uniform(0.45, 0.7)
+    for k, line in enumerate(("wait for it", "no way this is real")):
+        draw.text((max(4, box[0]), top + 32 * k), line, font=font, fill="white",
+                  stroke_width=3, stroke_fill="black")  # fmt: skip
     return out
 
 
@@ -172,6 +226,7 @@ def measure(sizes: Sequence[int], seed: int = REPORT_SEED) -> dict[str, Any]:
     smalls = [resize_long(f["bgr"], FRAME_SIDE)[0] for f in frames]
     out: dict[str, Any] = {
         "frames": dict(Counter(f["kind"] for f in frames)),  # kinds in drawing order
+        "damages": dict(Counter(f["damage"] for f in frames if "damage" in f)),
         "frames_seed": seed,
         "exact_limit": EXACT_LIMIT,
         "rows": [],
@@ -190,6 +245,7 @@ def measure(sizes: Sequence[int], seed: int = REPORT_SEED) -> dict[str, Any]:
                 load_s = round(time.perf_counter() - t, 3)
             index.__dict__["_hamming"] = ham  # the signal's per-index search, chosen here
             copies = wrong = others = 0
+            by_damage: Counter[str] = Counter()
             spent = 0.0
             for f, small in zip(frames, smalls, strict=True):
                 t = time.perf_counter()
@@ -200,7 +256,10 @@ def measure(sizes: Sequence[int], seed: int = REPORT_SEED) -> dict[str, Any]:
                     for v in fits
                     if sig.verified(v, MIN_INLIERS)
                 }
-                copies += f["key"] is not None and f["key"] in named
+                if f["kind"] == "copy":
+                    copies += f["key"] in named
+                elif f["key"] is not None:
+                    by_damage[f["damage"]] += f["key"] in named
                 wrong += len(named - {f["key"]}) if f["key"] is not None else 0
                 others += f["key"] is None and bool(named)
             out["rows"].append(
@@ -215,6 +274,9 @@ def measure(sizes: Sequence[int], seed: int = REPORT_SEED) -> dict[str, Any]:
                     "ms_per_frame": round(spent / len(frames) * 1000, 1),
                     "copies_verified": copies,
                     "copies": out["frames"]["copy"],
+                    "damaged_verified": sum(by_damage.values()),
+                    "damaged": out["frames"].get("damaged copy", 0),
+                    "damaged_by_kind": {d: by_damage[d] for d in DAMAGES},
                     "wrong_character": wrong,
                     "non_copies_verified": others,
                 }

@@ -215,6 +215,8 @@ def test_quick_benchmark_writes_sane_results(tmp_path: Path) -> None:
     ]
     for r in rows:
         assert r["ms_per_frame"] > 0 and 0 <= r["copies_verified"] <= r["copies"] == 32
+        assert 0 <= r["damaged_verified"] <= r["damaged"] == 32
+        assert sum(r["damaged_by_kind"].values()) == r["damaged_verified"]
         assert r["descriptors"] > 1000 * r["characters"]  # 4 pictures, each also mirrored
     assert rows[0]["production"] and rows[0]["copies_verified"] >= 28  # a small registry
 
