@@ -57,7 +57,7 @@ from storage.models import Character, CharacterThreshold, Reference
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 3  # bump when what goes into an index changes
+INDEX_VERSION = 4  # bump when what goes into an index changes
 BANK_VERSION = 3
 BANK_SIZE = 128
 BANK_SEED = 20240611

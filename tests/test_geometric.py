@@ -98,6 +98,19 @@ def overlay_text(img: Image.Image) -> Image.Image:
     return out
 
 
+def caption_across(img: Image.Image, top: int) -> Image.Image:
+    """A meme caption: two lines of large white letters with a thick dark outline, the
+    strongest corners of the frame, written across a picture from ``top``."""
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=26)
+    for i, line in enumerate(("wait for it", "no way this is real")):
+        d.text(
+            (24, top + 32 * i), line, font=font, fill="white", stroke_width=3, stroke_fill="black"
+        )
+    return out
+
+
 @dataclass
 class World:
     fam: Family
@@ -120,7 +133,7 @@ def make_world() -> World:
 
 
 def copy_cases(world: World) -> list[Case]:
-    """Every registered reference re-used six ways."""
+    """Every registered reference re-used seven ways."""
     out = []
     for ref in world.refs.images:
         art, cid, rid = world.art[ref.reference_id], ref.character_id, ref.reference_id
@@ -133,6 +146,7 @@ def copy_cases(world: World) -> list[Case]:
             ("mirrored", paste(bg, ImageOps.mirror(art), 280, 40, 200)),
             ("pip", paste(bg, art, int(0.4 * W), W - int(0.4 * W) - 12, 24)),
             ("overlay", overlay_text(paste(bg, art, 320, 20, 160))),
+            ("captioned", caption_across(paste(bg, art, 300, 30, 170), 330)),
             ("letterbox", letterbox),
         ):
             out.append(Case(f"{name}-{rid}", img, cid, rid))
@@ -307,6 +321,24 @@ def test_the_inverted_file_is_stored_with_the_index(
     # a stored file that does not hold these descriptors is not trusted: it is trained anew
     other = geometric.HammingIndex(desc[:-1], stored=loaded.arrays["desc_ivf"])
     assert not other.loaded and not other.exact
+
+
+def test_kept_keypoints_spread_over_the_picture() -> None:
+    """A dense block of strong corners (a caption) keeps only its buckets' share: every other
+    bucket's best keypoint is kept, however weak."""
+    from index.geometric import SPREAD_CELL, spread_keep
+
+    rng = np.random.default_rng(0)
+    text = rng.uniform(0, SPREAD_CELL, (900, 2))  # all in one cell, strong
+    elsewhere = (np.argwhere(np.ones((10, 10))) + 2) * SPREAD_CELL + 5.0  # one per cell, weak
+    xy = np.concatenate([text, elsewhere]).astype(np.float32)
+    response = np.r_[rng.uniform(50, 100, 900), rng.uniform(1, 2, 100)].astype(np.float32)
+    keep = spread_keep(xy, np.zeros(len(xy), int), response, 200)
+    assert len(keep) == 200 and len(set(keep.tolist())) == 200
+    assert set(range(900, 1000)) <= set(keep.tolist())  # every other cell's keypoint
+    strong = [k for k in keep if k < 900]
+    assert sorted(response[strong]) == sorted(np.sort(response[:900])[-100:])  # its best 100
+    assert len(spread_keep(xy[:50], np.zeros(50, int), response[:50], 200)) == 50
 
 
 def test_one_picture_per_place_keeps_the_best_fit_of_a_place() -> None:
