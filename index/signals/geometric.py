@@ -55,8 +55,8 @@ from storage.blobs import data_file
 
 
 def _subject_mask(thumb_bgr: np.ndarray) -> np.ndarray:
-    """Where the character is in a reference thumbnail (``THUMB_SIDE`` square, padded): the
-    subject of a picture on a plain or gradient backdrop
+    """Where the character is in a reference thumbnail (a mask of its size): the subject of a
+    picture on a plain or gradient backdrop
     (:func:`index.signals.subjects.foreground_mask`); the whole picture otherwise.
 
     A backdrop can cover most of a picture, and official art often draws a cast's pictures on
@@ -68,15 +68,12 @@ def _subject_mask(thumb_bgr: np.ndarray) -> np.ndarray:
     from index.signals.subjects import foreground_mask
 
     th, tw = thumb_bgr.shape[:2]
-    out = np.zeros((THUMB_SIDE, THUMB_SIDE), bool)
     rgb = Image.fromarray(cv2.cvtColor(thumb_bgr, cv2.COLOR_BGR2RGB))
     fm = foreground_mask(rgb, size=THUMB_SIDE)
     if fm is None or not fm.any():
-        out[:th, :tw] = True
-        return out
+        return np.ones((th, tw), bool)
     mask = Image.fromarray(fm.astype(np.uint8) * 255).resize((tw, th), Image.Resampling.NEAREST)
-    out[:th, :tw] = np.asarray(mask) > 127
-    return out
+    return np.asarray(mask) > 127
 
 
 class GeometricSignal(Signal):
@@ -107,6 +104,7 @@ class GeometricSignal(Signal):
             bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
             gray, _ = resize_long(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), REF_SIDE)
             thumb, _ = resize_long(bgr, THUMB_SIDE)
+            subject = _subject_mask(thumb)  # the mirrored variant's is its mirror image
             for mirrored in (False, True):
                 xy, desc = describe(cv2.flip(gray, 1) if mirrored else gray, REF_FEATURES)
                 if len(desc) < MIN_INLIERS:
@@ -115,7 +113,9 @@ class GeometricSignal(Signal):
                 padded = np.zeros((THUMB_SIDE, THUMB_SIDE, 3), np.uint8)
                 t = cv2.flip(thumb, 1) if mirrored else thumb
                 padded[: t.shape[0], : t.shape[1]] = t
-                subjects.append(_subject_mask(t))
+                where = np.zeros((THUMB_SIDE, THUMB_SIDE), bool)
+                where[: t.shape[0], : t.shape[1]] = np.fliplr(subject) if mirrored else subject
+                subjects.append(where)
                 meta.append(
                     {
                         "reference_id": ref.reference_id,
