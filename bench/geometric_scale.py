@@ -16,10 +16,12 @@ Frames (360 x 640, JPEG quality 80), all drawn with the fixture's own art:
 * non-copies: the first family's unregistered members and its registered members in poses no
   reference shows, in the same scenes; scenes without a character;
 * damaged copies: each reference picture pasted again (other scene, size, place, mirroring),
-  then the whole frame damaged the way re-uploads are, in turn (:data:`DAMAGES`): Gaussian
-  blur (radius 1-2), half resolution at JPEG quality 15-30, a colour grade (hue within 15
-  degrees, saturation, brightness, contrast), a two-line caption across the copy, grain. They
-  were drawn after the rules below were chosen, and are only reported.
+  then the whole frame damaged the way re-uploads are, in turn (:data:`DAMAGES`): a two-line
+  caption across the copy, or blur, half resolution at a low JPEG quality, a colour grade or
+  grain as :func:`index.fewshot.degraded` makes them. They are drawn after the other frames
+  (which stay as they were); like the rules below, what verification does about damage
+  (keypoints spread over the frame, overlays left out of the pixel check) was chosen on the
+  frames of ``TUNE_SEED``.
 
 The rules for large registries (:func:`index.geometric.neighbours`) were chosen on the frames
 of ``TUNE_SEED``; the run reports the frames of ``REPORT_SEED`` (other scenes, sizes, places
@@ -154,28 +156,15 @@ def query_frames(art: dict[tuple[str, int], Image.Image], seed: int) -> list[dic
 def damaged(
     frame: Image.Image, kind: str, box: tuple[int, int, int, int], rng: random.Random
 ) -> Image.Image:
-    """The frame after one damage of a re-upload (:data:`DAMAGES`); ``box``: where the copy
-    sits (a caption runs across it)."""
-    from PIL import ImageDraw, ImageEnhance, ImageFilter, ImageFont
+    """The frame after one damage of a re-upload (:data:`DAMAGES`): a caption across the copy
+    at ``box``, or one of the damages the few-shot classifier trains with
+    (:func:`index.fewshot.degraded`)."""
+    from PIL import ImageDraw, ImageFont
 
-    from index.fewshot import hue_turned
+    from index.fewshot import degraded
 
-    if kind == "blur":
-        return frame.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.0)))
-    if kind == "low bitrate":  # half the resolution at a low JPEG quality, shown full size
-        small = frame.resize((W // 2, H // 2), Image.Resampling.BILINEAR)
-        buf = io.BytesIO()
-        small.save(buf, format="JPEG", quality=rng.randint(15, 30))
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB").resize((W, H))
-    if kind == "colour grade":
-        out = hue_turned(frame, rng.uniform(-15, 15))
-        out = ImageEnhance.Color(out).enhance(rng.uniform(1.1, 1.4))
-        out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.1))
-        return ImageEnhance.Contrast(out).enhance(rng.uniform(0.85, 1.2))
-    if kind == "grain":
-        arr = np.asarray(frame, np.float32)
-        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(8, 14), arr.shape)
-        return Image.fromarray(np.clip(arr + noise, 0, 255).astype(np.uint8))
+    if kind != "caption":
+        return degraded(frame, rng, kind)
     # caption: two lines of bold white text with a dark outline across the copy's lower half
     out = frame.copy()
     draw = ImageDraw.Draw(out)

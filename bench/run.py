@@ -657,7 +657,8 @@ def _registry_md(rg: dict[str, Any]) -> list[str]:
         "(production: the row marked *). Time per frame: keypoints, search, RANSAC fits and "
         "pixel checks, one thread. Damaged copies: the same pictures pasted again, then the "
         "frame blurred, halved at a low JPEG quality, colour-graded, captioned across the copy "
-        "or grained (counts per damage in brackets); they are reported, never tuned on. "
+        "or grained (counts per damage in brackets). What copy verification does about "
+        "damage was chosen on another seed's frames. "
         "Build s: training the search; in brackets, reading the one stored with the index.",
         "",
     ]

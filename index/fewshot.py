@@ -49,6 +49,7 @@ MAX_ITER = 300
 DEGRADE_FROM = 4  # positives before this index are never degraded
 DEGRADE_SHARE = 0.5  # share of the later positives (and of the strangers) degraded
 DEGRADE_KINDS = 1  # blur only; 2 adds grain, 3 low-bitrate JPEG, 4 the colour grade
+DAMAGES = ("blur", "grain", "low bitrate", "colour grade")  # what degraded() does, in order
 SEED = 20261202
 PICTURE = 224  # side of the synthetic pictures
 
@@ -61,21 +62,22 @@ def hue_turned(img: Image.Image, degrees: float) -> Image.Image:
     return Image.merge("HSV", (h, s, v)).convert("RGB")
 
 
-def degraded(img: Image.Image, rng: random.Random) -> Image.Image:
+def degraded(img: Image.Image, rng: random.Random, kind: str | None = None) -> Image.Image:
     """``img`` with one damage of a re-upload: Gaussian blur, grain, JPEG at quality 8-25
     after halving the resolution (a low-bitrate copy), or a colour grade that keeps hues
-    within 20 degrees (strangers are turned by 60 or more)."""
+    within 20 degrees (strangers are turned by 60 or more). ``kind``: one of
+    :data:`DAMAGES`; None draws one of the first :data:`DEGRADE_KINDS`."""
     img = img.convert("RGB")
-    kind = rng.randrange(DEGRADE_KINDS)
-    if kind == 0:
+    k = rng.randrange(DEGRADE_KINDS) if kind is None else DAMAGES.index(kind)
+    if k == 0:
         return img.filter(ImageFilter.GaussianBlur(rng.uniform(1.5, 3.5)))
-    if kind == 1:
+    if k == 1:
         gen = np.random.default_rng(rng.getrandbits(32))
         arr = np.asarray(img, np.float32) + gen.normal(
             0.0, rng.uniform(8, 20), (*img.size[::-1], 3)
         )
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    if kind == 2:
+    if k == 2:
         w, h = img.size
         small = img.resize((max(8, w // 2), max(8, h // 2)), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
