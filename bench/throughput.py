@@ -47,6 +47,7 @@ TARGET_RATIO = 3.0
 TARGET_RSS_MB = 2048.0
 MEDIA_VERSION = 1
 FPS = 30
+DOWNLOAD_PROBE = 6  # videos downloaded again to measure the download's CPU
 VIDEOS_PER_CASE = 24  # full mode: enough that start-up (imports, model) is a nightly's share
 
 
@@ -235,52 +236,107 @@ def run_case(spec: str, shorts: list[Path], n: int, queued: int, work: Path) -> 
     return out
 
 
+def _cpu_now() -> float:
+    """CPU seconds so far of this process (all its threads) and of its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+STAGES = ("download", "decode", "hash", "embed", "load", "signals", "fusion")
+
+
 def _stage_probe(cfg: Any, store: Any, spec: str, shorts: list[Path]) -> dict[str, Any]:
-    """Frames/s per stage on the drawn shorts and on the matched videos in the store."""
+    """Frames/s per stage on the drawn shorts and on the matched videos in the store, and
+    the CPU seconds per short of each stage, run one stage at a time (``cpu_s_per_short``;
+    per signal in ``signal_cpu_s_per_short``): where the whole run's CPU goes."""
+    import tempfile
+
     from sqlalchemy import select
 
-    from index.matcher import detect_video, load_evidence
+    from index.matcher import fuse, load_evidence
     from index.refindex import load_or_build
     from index.signals import make_signals
+    from pipeline.download import batch_options, download
     from pipeline.embedders import load_embedder
     from pipeline.frames import sample_frames
     from pipeline.hashing import pdq
     from pipeline.media import probe
+    from pipeline.ytdlp import YtdlpSessions
     from storage.models import Video, VideoState
 
     emb = load_embedder(spec, precision=cfg.embed.precision, threads=cfg.process.torch_threads)
+    cpu = dict.fromkeys(STAGES, 0.0)
     sample_s = hash_s = embed_s = 0.0
     frames = images = source_frames = 0
     for path in shorts:
         info = probe(path)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_now()
         picked = sample_frames(path, cfg.process)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu_now()
         for f in picked:
             pdq(f.image)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), _cpu_now()
         bs = max(1, cfg.process.batch_size)
         regions_n = 0
         for i in range(0, len(picked), bs):
             got = emb.embed_frames([f.image for f in picked[i : i + bs]])
             regions_n += sum(len(fv.names) for fv in got)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), _cpu_now()
         sample_s, hash_s, embed_s = sample_s + t1 - t0, hash_s + t2 - t1, embed_s + t3 - t2
+        # sample_frames hashes too (duplicate frames are dropped by PDQ): decode is the rest
+        cpu["decode"] += (c1 - c0) - (c2 - c1)
+        cpu["hash"] += c2 - c1
+        cpu["embed"] += c3 - c2
         frames += len(picked)
         images += regions_n
         source_frames += round((info.duration or 0) * FPS)
+    per_file = {k: cpu[k] / max(1, len(shorts)) for k in ("decode", "hash", "embed")}
     decode_s = max(1e-9, sample_s - hash_s)
     signals = make_signals(cfg.detect, emb)
     ri = load_or_build(cfg, store, emb, signals)
     with store.session() as s:
-        vids = list(s.scalars(select(Video.id).where(Video.state == VideoState.MATCHED)))
+        rows = list(s.execute(select(Video.id, Video.url, Video.platform).where(
+            Video.state == VideoState.MATCHED)))  # fmt: skip
     search_s, search_frames = 0.0, 0
-    for vid in vids:
-        t0 = time.perf_counter()
+    per_signal = {sig.name: 0.0 for sig in signals}
+    for vid, _, _ in rows:
+        t0, c0 = time.perf_counter(), _cpu_now()
         ev = load_evidence(store, vid, emb.id, emb.dim)
-        detect_video(cfg, ev, ri, signals)
+        if ev.data_dir is None:
+            ev.data_dir = str(cfg.data_dir)
+        c1 = _cpu_now()
+        results = {}
+        for sig in signals:
+            cs = _cpu_now()
+            results[sig.name] = sig.compare(ev, ri.refs, ri.part(sig.name))
+            per_signal[sig.name] += _cpu_now() - cs
+        c2 = _cpu_now()
+        fuse(cfg, ev, ri, results, signals)
+        c3 = _cpu_now()
         search_s += time.perf_counter() - t0
         search_frames += len(ev.frames)
+        cpu["load"] += c1 - c0
+        cpu["signals"] += c2 - c1
+        cpu["fusion"] += c3 - c2
+    n_vids = max(1, len(rows))
+    # downloads again (a fresh folder), a few of the same videos through the same yt-dlp use
+    sessions = YtdlpSessions(batch_options(cfg.process), None)
+    fetched = rows[:DOWNLOAD_PROBE]
+    try:
+        with tempfile.TemporaryDirectory(prefix="dl-probe-") as tmp:
+            for i, (_, url, platform) in enumerate(fetched):
+                c0 = _cpu_now()
+                download(url, Path(tmp), f"v{i}", cfg.process, cfg.platforms.get(platform),
+                         sessions=sessions, platform_name=platform)  # fmt: skip
+                cpu["download"] += _cpu_now() - c0
+    finally:
+        sessions.close()
+    per_short = {
+        "download": cpu["download"] / max(1, len(fetched)),
+        **per_file,
+        **{k: cpu[k] / n_vids for k in ("load", "signals", "fusion")},
+    }
     return {
         "files": len(shorts),
         "sampled_frames": frames,
@@ -290,7 +346,9 @@ def _stage_probe(cfg: Any, store: Any, spec: str, shorts: list[Path]) -> dict[st
         "embed_frames_per_s": round(frames / max(embed_s, 1e-9), 1),
         "embed_images_per_s": round(images / max(embed_s, 1e-9), 1),
         "search_frames_per_s": round(search_frames / max(search_s, 1e-9), 1),
-        "search_ms_per_video": round(1000 * search_s / max(1, len(vids)), 1),
+        "search_ms_per_video": round(1000 * search_s / n_vids, 1),
+        "cpu_s_per_short": {k: round(v, 3) for k, v in per_short.items()},
+        "signal_cpu_s_per_short": {k: round(v / n_vids, 3) for k, v in per_signal.items()},
     }
 
 
@@ -329,10 +387,10 @@ def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     startup_s = t0 - t_start
     frames = 0
-    decode_s = 0.0
+    decode_s = decode_cpu = embed_cpu = 0.0
     for i in range(n):
         path = shorts[i % len(shorts)]
-        td = time.perf_counter()
+        td, cd = time.perf_counter(), _cpu_now()
         info = probe(path)
         w, h = int(info.width or 0), int(info.height or 0)
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path)]
@@ -344,12 +402,16 @@ def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
             for k in range(0, len(raw) - size + 1, size)
         ]
         decode_s += time.perf_counter() - td
+        ce = _cpu_now()
+        decode_cpu += ce - cd
         for img in images:
             index.search(embed(img), 5)
+        embed_cpu += _cpu_now() - ce
         frames += len(images)
     steady = time.perf_counter() - t0
     total = steady + startup_s
     usage = _usage()
+    stage_cpu = {"decode": round(decode_cpu / n, 3), "embed": round(embed_cpu / n, 3)}
     return {
         "case": NAIVE,
         "videos": n,
@@ -366,6 +428,7 @@ def run_naive(shorts: list[Path], n: int, work: Path) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         **usage,
         "cpu_s_per_short": round(((usage["cpu_s"] or 0) + (usage["children_cpu_s"] or 0)) / n, 2),
+        "stages": {"cpu_s_per_short": stage_cpu},
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.embedders import Embedder, EmbedderUnavailable, cpu_has_bf16, load_embedder
+from pipeline.embedders.base import cpu_flags
 from pipeline.embedders.clip import auto_precision
 from pipeline.embedders.effnet import EffNetLite0, map_state_dict
 
@@ -182,7 +183,8 @@ def test_clip_precision_auto_follows_cpu() -> None:
     auto = load_embedder(f"clip:{CLIP_ARCH}:none")
     assert auto.id.endswith(f":{auto_precision()}")
     engines = set(torch.backends.quantized.supported_engines)
-    assert auto_precision() == ("int8" if {"x86", "fbgemm"} & engines else "fp32")
+    fallback = "int8" if {"x86", "fbgemm"} & engines else "fp32"
+    assert auto_precision() == ("bf16" if "amx_bf16" in cpu_flags() else fallback)
 
 
 def test_clip_int8_quantizes_the_attention_projections() -> None:

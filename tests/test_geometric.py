@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from charwatch.config import DetectConfig
 from fixture_platform.family import (
@@ -245,6 +245,46 @@ def test_copies_are_verified_and_named(world: World, index: VectorIndex, tmp_pat
             case.name
         )
     assert not missed, missed
+
+
+def test_blurred_copies_are_looked_at_again_sharpened(
+    world: World, index: VectorIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A soft re-upload (the whole frame blurred) keeps few of ORB's corners; a frame that
+    blurred gets a second, sharpened look, which finds copies the first look missed and
+    names no other character."""
+    import index.signals.geometric as signal_module
+
+    sig = GeometricSignal(DetectConfig())
+    cases = [
+        Case(
+            f"blurred-{ref.reference_id}",
+            paste(
+                busy_background(ref.reference_id), world.art[ref.reference_id], 300, 30, 170
+            ).filter(ImageFilter.GaussianBlur(radius)),
+            ref.character_id,
+            ref.reference_id,
+        )
+        for radius in (2.5, 3.5)
+        for ref in world.refs.images
+    ]
+    videos = evidence(tmp_path, cases)
+
+    def found() -> tuple[list[str], list[str]]:
+        right, wrong = [], []
+        for case, video in zip(cases, videos, strict=True):
+            for r in sig.compare(video, world.refs, index):
+                if r.matched:
+                    (right if r.character_id == case.character_id else wrong).append(case.name)
+        return right, wrong
+
+    right, wrong = found()
+    monkeypatch.setattr(signal_module, "BLURRY_BELOW", 0.0)  # no second look
+    first_look, _ = found()
+    assert not wrong, wrong
+    assert set(first_look) <= set(right)
+    assert len(right) == len(cases), sorted({c.name for c in cases} - set(right))
+    assert len(first_look) <= len(cases) - 2, first_look  # the second look did the work
 
 
 def test_match_box_lies_on_the_copy(world: World, index: VectorIndex, tmp_path: Path) -> None:

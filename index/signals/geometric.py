@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from index.geometric import (
+    BLURRY_BELOW,
     CEILING_INLIERS,
     FRAME_FEATURES,
     FRAME_SIDE,
@@ -38,6 +39,8 @@ from index.geometric import (
     overlay_map,
     pixel_agreement,
     resize_long,
+    sharpened,
+    sharpness,
 )
 from index.signals.base import (
     COPY,
@@ -196,9 +199,17 @@ class GeometricSignal(Signal):
 
     def frame_fits(self, bgr: np.ndarray, index: VectorIndex) -> list[Verification]:
         """:meth:`verify_frame`, less the fits another character's verified fit beats in
-        the same place (:func:`index.geometric.one_picture_per_place`)."""
+        the same place (:func:`index.geometric.one_picture_per_place`).
+
+        A blurred frame (:func:`index.geometric.sharpness` under
+        :data:`~index.geometric.BLURRY_BELOW`) is also verified once more, sharpened
+        (:func:`index.geometric.sharpened`), and both looks' fits count: blur flattens the
+        corners ORB looks for, so a blurred copy often kept no fit at all."""
+        fits = self.verify_frame(bgr, index)
+        if sharpness(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)) < BLURRY_BELOW:
+            fits += self.verify_frame(sharpened(bgr), index)
         return one_picture_per_place(
-            self.verify_frame(bgr, index),
+            fits,
             owner=lambda v: index.meta[v.variant]["character_id"],
             ok=lambda v: self.verified(v, 1),
         )
