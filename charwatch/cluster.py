@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -613,32 +613,18 @@ def _paused(store: Store) -> list[str]:
 
 
 def _waiting(store: Store, states: tuple[str, ...], *, leased_too: bool = False) -> int:
-    from storage import Video, utcnow
+    """Videos in ``states`` of platforms not paused: those a claim could lease now
+    (:func:`storage.workqueue.count_claimable`), or all of them with ``leased_too``."""
+    from storage import Video, workqueue
 
-    now = utcnow()
-    q = select(func.count()).select_from(Video).where(Video.state.in_(states))
     paused = _paused(store)
+    if not leased_too:
+        return workqueue.count_claimable(store, states, skip_platforms=paused)
+    q = select(func.count()).select_from(Video).where(Video.state.in_(states))
     if paused:
         q = q.where(Video.platform.not_in(paused))
     with store.session() as s:
-        if not leased_too:
-            free = [Video.lease_expires.is_(None), Video.lease_expires < now]
-            dead = _dead_owners(s)
-            if dead:
-                free.append(Video.lease_owner.in_(dead))
-            q = q.where(
-                or_(*free), or_(Video.next_attempt_at.is_(None), Video.next_attempt_at <= now)
-            )
         return int(s.scalar(q) or 0)
-
-
-def _dead_owners(s: Any) -> list[str]:
-    """Lease owners known to be dead (``storage.workers``, when present)."""
-    try:
-        from storage import workers
-    except ImportError:
-        return []
-    return list(workers.dead_owners(s)) if hasattr(workers, "dead_owners") else []
 
 
 def _sweep(store: Store) -> int:

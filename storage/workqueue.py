@@ -175,21 +175,45 @@ def claim(
     return sorted(claimed)
 
 
+def _claimable(
+    s: Session,
+    states: tuple[str, ...],
+    ids: list[int] | None = None,
+    skip_platforms: Iterable[str] = (),
+) -> Any:
+    """The ids :func:`claim` could lease in ``states`` now (unleased or free again, not
+    backing off), as a query."""
+    now = workers.db_now(s)
+    dead = workers.dead_owners(s)
+    q = select(Video.id).where(
+        _states_in(states),
+        or_(Video.lease_owner.is_(None), _free_lease(now, dead)),
+        _ready(now),
+    )
+    if ids is not None:
+        q = q.where(Video.id.in_(list(ids)))
+    skip = list(skip_platforms)
+    if skip:
+        q = q.where(Video.platform.not_in(skip))
+    return q
+
+
 def claimable(store: Store, states: tuple[str, ...], ids: list[int] | None = None) -> bool:
     """Whether :func:`claim` would lease anything in ``states`` now (unleased or free again,
     not backing off). A read only: on SQLite an empty :func:`claim` still takes the write lock,
     so a loop that waits for work asks this first."""
     with store.session() as s:
-        now = workers.db_now(s)
-        dead = workers.dead_owners(s)
-        q = select(Video.id).where(
-            _states_in(states),
-            or_(Video.lease_owner.is_(None), _free_lease(now, dead)),
-            _ready(now),
-        )
-        if ids is not None:
-            q = q.where(Video.id.in_(list(ids)))
-        return s.scalar(q.limit(1)) is not None
+        return s.scalar(_claimable(s, states, ids).limit(1)) is not None
+
+
+def count_claimable(
+    store: Store, states: tuple[str, ...], *, skip_platforms: Iterable[str] = ()
+) -> int:
+    """How many videos :func:`claim` could lease in ``states`` now, those of
+    ``skip_platforms`` (paused ones) left out."""
+    with store.session() as s:
+        q = _claimable(s, states, skip_platforms=skip_platforms).subquery()
+        return int(s.scalar(select(func.count()).select_from(q)) or 0)
 
 
 def renew(store: Store, owner: str, video_id: int, lease_s: int) -> bool:

@@ -73,15 +73,20 @@ def test_claimable_agrees_with_claim_and_only_reads(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{db}")
     states = (VideoState.DISCOVERED,)
     assert not workqueue.claimable(store, states)  # nothing queued
+    assert workqueue.count_claimable(store, states) == 0
     _add_videos(store, 2)
     assert workqueue.claimable(store, states)
+    assert workqueue.count_claimable(store, states) == 2
+    assert workqueue.count_claimable(store, states, skip_platforms=["tiktok"]) == 0  # paused
     assert not workqueue.claimable(store, (VideoState.EMBEDDED,))
     a = workqueue.claim(store, "a", limit=2, lease_s=60)
     assert not workqueue.claimable(store, states)  # both held by a live lease
+    assert workqueue.count_claimable(store, states) == 0
     assert workqueue.claim(store, "b", limit=2, lease_s=60) == []
     with store.session() as s:
         s.get(Video, a[1]).lease_expires = utcnow() - dt.timedelta(seconds=1)
     assert workqueue.claimable(store, states)
+    assert workqueue.count_claimable(store, states) == 1  # the expired lease is free again
     assert not workqueue.claimable(store, states, ids=[a[0]])  # that one is still held
     # another connection holds SQLite's write lock: the check still answers (a read in WAL)
     other = sqlite3.connect(db, timeout=0)
