@@ -52,6 +52,8 @@ SPREAD_CELL = 64  # px: buckets of the spread (per pyramid level)
 MIN_SUBJECT_AGREEMENT = 0.92  # share of the visible subject pixels that must agree
 OVERLAY_WHITE, OVERLAY_BLACK = 215, 40  # frame pixels this light or dark may be an overlay
 MAX_OVERLAY = 0.35  # share of the visible reference an overlay may cover and be excused
+RECOLOUR_FROM = 0.8  # agreement from which a failed pixel check is tried again colour-mapped
+COLOUR_PRIOR = 6000.0  # squared levels per pixel: how hard the colour map is held to no change
 BLURRY_BELOW = 12.0  # Laplacian variance (at FRAME_SIDE) under which a frame is blurred
 SHARPEN_SIGMA = 3.0  # px: the Gaussian of the unsharp mask a blurred frame is looked at again with
 SHARPEN_AMOUNT = 1.5
@@ -405,6 +407,7 @@ def pixel_agreement(
     ref_size: tuple[float, float],
     subject: np.ndarray | None = None,
     overlays: np.ndarray | None = None,
+    recolour: bool = True,
 ) -> tuple[float, float, float]:
     """``(agreement, visible, subject agreement)``: the frame resampled onto the reference's
     thumbnail through ``m``; the share of the visible thumbnail pixels whose colour it
@@ -415,7 +418,11 @@ def pixel_agreement(
     near black (a caption's letters and their outline, subtitles, a black bar), dilated by a
     pixel, and the reference disagrees, up to :data:`MAX_OVERLAY` of the visible reference.
     A wrong character's colours are neither, so they still count. ``overlays``: the frame's
-    :func:`overlay_map`, when already made."""
+    :func:`overlay_map`, when already made.
+
+    With ``recolour``, a check that fails with at least :data:`RECOLOUR_FROM` agreement is
+    made once more on the frame's pixels through :func:`colour_mapped` (a colour filter or
+    grade undone), and the better of the two counts."""
     th, tw = thumb.shape[:2]
     w, h = ref_size
     to_frame = m.astype(np.float64) @ np.diag([w / tw, h / th, 1.0])  # thumb px -> frame px
@@ -430,15 +437,49 @@ def pixel_agreement(
     visible = float(valid.mean())
     if not valid.any():
         return 0.0, 0.0, 0.0
-    a = cv2.GaussianBlur(warped, (0, 0), 1.0).astype(np.int16)
-    b = cv2.GaussianBlur(thumb, (0, 0), 1.0).astype(np.int16)
-    agree = np.abs(a - b).max(axis=2) <= PIXEL_TOLERANCE
+    a = cv2.GaussianBlur(warped, (0, 0), 1.0).astype(np.float32)
+    b = cv2.GaussianBlur(thumb, (0, 0), 1.0).astype(np.float32)
     # overlays, found at the frame's own resolution (shrunk onto the thumbnail they blur away)
     extreme = overlay_map(frame_bgr) if overlays is None else overlays
-    overlay = (cv2.warpAffine(extreme, to_frame, (tw, th), flags=flags) > 76) & ~agree & valid
+    extreme = cv2.warpAffine(extreme, to_frame, (tw, th), flags=flags) > 76
+    mask = subject[:th, :tw] if subject is not None else None
+    got = _agreement(a, b, valid, extreme, mask)
+    failed = got[0] < MIN_AGREEMENT or got[1] < MIN_SUBJECT_AGREEMENT
+    if recolour and failed and got[0] >= RECOLOUR_FROM:  # a colour edit, perhaps
+        graded = _agreement(colour_mapped(a, b, valid), b, valid, extreme, mask)
+        got = max(
+            got, graded, key=lambda g: min(g[0] - MIN_AGREEMENT, g[1] - MIN_SUBJECT_AGREEMENT)
+        )
+    return got[0], visible, got[1]
+
+
+def _agreement(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray, extreme: np.ndarray, subject: np.ndarray | None
+) -> tuple[float, float]:
+    """``(agreement, subject agreement)`` of two aligned pictures (float BGR) over ``valid``,
+    the overlay pixels (``extreme`` where they disagree, up to :data:`MAX_OVERLAY`) left out."""
+    agree = np.abs(a - b).max(axis=2) <= PIXEL_TOLERANCE
+    overlay = extreme & ~agree & valid
     if overlay.sum() > MAX_OVERLAY * valid.sum():
         overlay[:] = False  # too much to be an overlay: count it
     counted = valid & ~overlay
-    subj = counted if subject is None else counted & subject[:th, :tw]
-    subject_share = float(agree[subj].mean()) if subj.any() else 0.0
-    return float(agree[counted].mean()), visible, subject_share
+    subj = counted if subject is None else counted & subject
+    return float(agree[counted].mean()), float(agree[subj].mean()) if subj.any() else 0.0
+
+
+def colour_mapped(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``a`` through the colour map (3x3 and an offset) that brings its ``valid`` pixels
+    closest to ``b``'s, pulled towards no change by :data:`COLOUR_PRIOR` per pixel.
+
+    A filter or grade over the whole picture (hue turn, saturation, brightness, contrast) is
+    close to one such map, so the copy's pixels agree again once it is undone. A character
+    recoloured on an unchanged backdrop is not: the backdrop holds the map near no change,
+    and the character's pixels still disagree."""
+    n = int(valid.sum())
+    x = np.concatenate([a[valid], np.ones((n, 1), np.float32)], axis=1).astype(np.float64)
+    y = b[valid].astype(np.float64)
+    prior = COLOUR_PRIOR * n
+    keep = np.vstack([np.eye(3), np.zeros((1, 3))])
+    m = np.linalg.solve(x.T @ x + prior * np.eye(4), x.T @ y + prior * keep)
+    flat = np.concatenate([a.reshape(-1, 3), np.ones((a.size // 3, 1), np.float32)], axis=1)
+    return (flat @ m.astype(np.float32)).reshape(a.shape)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+import index.geometric as geometric_module
 from charwatch.config import DetectConfig
 from fixture_platform.family import (
     Family,
@@ -25,6 +26,7 @@ from fixture_platform.family import (
     reference_pose,
     render_family,
 )
+from index.fewshot import hue_turned
 from index.geometric import MIN_INLIERS
 from index.signals import (
     CharacterRef,
@@ -36,6 +38,7 @@ from index.signals import (
     VectorIndex,
     VideoEvidence,
 )
+from index.signals.subjects import foreground_mask
 
 W, H = 360, 640
 REFS_PER_CHAR = 2
@@ -285,6 +288,59 @@ def test_blurred_copies_are_looked_at_again_sharpened(
     assert set(first_look) <= set(right)
     assert len(right) == len(cases), sorted({c.name for c in cases} - set(right))
     assert len(first_look) <= len(cases) - 2, first_look  # the second look did the work
+
+
+def _graded(img: Image.Image) -> Image.Image:
+    """A colour filter over the whole frame: hues turned 20 degrees, saturation x1.3."""
+    return ImageEnhance.Color(hue_turned(img, 20)).enhance(1.3)
+
+
+def _recoloured(art: Image.Image) -> Image.Image:
+    """The character recoloured (hues turned 120 degrees), its backdrop unchanged."""
+    mask = foreground_mask(art, size=max(art.size))
+    assert mask is not None
+    m = Image.fromarray(mask[: art.height, : art.width].astype(np.uint8) * 255)
+    out = art.convert("RGB").copy()
+    out.paste(hue_turned(art, 120), (0, 0), m)
+    return out
+
+
+def test_colour_graded_copies_verify_and_recoloured_characters_do_not(
+    world: World, index: VectorIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy under a colour filter verifies once the filter is undone by a colour map; the
+    same picture with only its character recoloured (a palette swap on the official
+    backdrop) does not: its backdrop holds the map near no change."""
+    sig = GeometricSignal(DetectConfig())
+    graded, swapped = [], []
+    for ref in world.refs.images:
+        art, bg = world.art[ref.reference_id], busy_background(ref.reference_id)
+        graded.append(
+            Case(
+                f"graded-{ref.reference_id}",
+                _graded(paste(bg, art, 300, 30, 170)),
+                ref.character_id,
+                ref.reference_id,
+            )  # fmt: skip
+        )
+        swapped.append(
+            Case(f"swapped-{ref.reference_id}", paste(bg, _recoloured(art), 300, 30, 170), None)
+        )
+    videos = evidence(tmp_path, graded + swapped)
+
+    def verified(cases: list[Case], vids: list[VideoEvidence]) -> list[tuple[str, int]]:
+        return [
+            (c.name, r.character_id)
+            for c, v in zip(cases, vids, strict=True)
+            for r in sig.compare(v, world.refs, index)
+            if r.matched
+        ]
+
+    found = verified(graded, videos[: len(graded)])
+    assert sorted(found) == sorted((c.name, c.character_id) for c in graded), found
+    assert not verified(swapped, videos[len(graded) :])
+    monkeypatch.setattr(geometric_module, "RECOLOUR_FROM", 2.0)  # no colour map
+    assert len(verified(graded, videos[: len(graded)])) < len(graded)  # the map did the work
 
 
 def test_match_box_lies_on_the_copy(world: World, index: VectorIndex, tmp_path: Path) -> None:

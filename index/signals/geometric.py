@@ -192,7 +192,7 @@ class GeometricSignal(Signal):
                 if overlays is None:
                     overlays = overlay_map(bgr)
                 ver.agreement, ver.visible, ver.subject = pixel_agreement(
-                    bgr, thumb, transform, size, subject, overlays
+                    bgr, thumb, transform, size, subject, overlays, ver.inliers >= MIN_INLIERS
                 )
             out.append(ver)
         return out
