@@ -7,13 +7,6 @@ each split into normal and light, for saturated pixels, plus three grey levels (
 light) for the rest; counted on ``CELL`` x ``CELL`` pixel cells and summed over a region's
 cells through an integral histogram, so any number of regions costs one pass over the
 pixels. The histogram is L1-normalised and square-rooted (Hellinger), then L2-normalised.
-
-Colours of the picture's backdrop say nothing about who is drawn on it, yet a small figure's
-region is mostly backdrop: a lime character on a mint backdrop read as the mint character.
-So each bin is weighted down by its share of the picture's outer ring (:data:`RING`, where a
-backdrop shows and a figure seldom does), ``1 / (1 + share / BACKDROP_SHARE)``: a colour
-filling half the ring counts about 1/17, one absent from it fully. Reference pictures (on
-their plain backdrops) and frames are weighted alike.
 """
 
 from __future__ import annotations
@@ -29,8 +22,6 @@ CELL = 8  # pixels per histogram cell side
 MIN_SAT = 0.18  # below this saturation (or value MIN_VAL) a pixel counts as grey
 MIN_VAL = 0.2
 LIGHT_VAL = 0.75
-RING = 0.1  # share of each side that forms the outer ring (the backdrop's estimate)
-BACKDROP_SHARE = 0.03  # ring share at which a colour's weight is halved
 
 
 def _pixel_bins(img: Image.Image) -> np.ndarray:
@@ -58,24 +49,11 @@ def integral_histogram(img: Image.Image, cell: int = CELL) -> np.ndarray:
     return ii
 
 
-def backdrop_weights(ii: np.ndarray) -> np.ndarray:
-    """``(BINS,)`` weights of an :func:`integral_histogram`'s colours: lower the more of the
-    picture's outer ring (:data:`RING` of each side) a colour fills."""
-    rows, cols = ii.shape[0] - 1, ii.shape[1] - 1
-    mr, mc = max(1, round(RING * rows)), max(1, round(RING * cols))
-    inner = ii[rows - mr, cols - mc] - ii[mr, cols - mc] - ii[rows - mr, mc] + ii[mr, mc]
-    ring = np.maximum(ii[rows, cols] - inner, 0.0)
-    share = ring / max(float(ring.sum()), 1.0)
-    return (1.0 / (1.0 + share / BACKDROP_SHARE)).astype(np.float32)
-
-
 def region_histograms(
     img: Image.Image, boxes: Sequence[tuple[float, float, float, float]]
 ) -> np.ndarray:
-    """``(len(boxes), BINS)`` colour descriptors of pixel boxes ``(left, top, right, bottom)``,
-    the picture's backdrop colours weighted down (:func:`backdrop_weights`)."""
+    """``(len(boxes), BINS)`` colour descriptors of pixel boxes ``(left, top, right, bottom)``."""
     ii = integral_histogram(img)
-    weight = backdrop_weights(ii)
     rows, cols = ii.shape[0] - 1, ii.shape[1] - 1
     w, h = img.size
     out = np.zeros((len(boxes), BINS), np.float32)
@@ -84,7 +62,7 @@ def region_histograms(
         c1 = max(c0 + 1, min(cols, int(round(x1 / w * cols))))
         r0 = min(rows - 1, max(0, int(round(y0 / h * rows))))
         r1 = max(r0 + 1, min(rows, int(round(y1 / h * rows))))
-        out[i] = (ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]) * weight
+        out[i] = ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]
     out = np.sqrt(out / np.maximum(out.sum(axis=1, keepdims=True), 1.0))
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 

@@ -44,7 +44,7 @@ def test_effnet_real_weights_classify_photos(effnet_fp32: EffNetLite0, photos) -
 
 def test_effnet_embedding_shape_norm_and_id(effnet_fp32: EffNetLite0, photos) -> None:
     assert isinstance(effnet_fp32, Embedder)
-    assert effnet_fp32.id == "effnet-lite0:imagenet-gem3-hsv51bg:fp32"
+    assert effnet_fp32.id == "effnet-lite0:imagenet-gem3-hsv51:fp32"
     assert effnet_fp32.dim == 1280 + 51 and effnet_fp32.has_text is False
     vecs = effnet_fp32.embed_images(photos)
     assert vecs.shape == (3, effnet_fp32.dim) and vecs.dtype == np.float32
@@ -134,7 +134,7 @@ def test_effnet_batchnorm_folding_keeps_the_features(effnet_fp32: EffNetLite0, p
 
 def test_effnet_bf16_close_to_fp32(effnet_fp32: EffNetLite0, photos) -> None:
     bf16 = load_embedder("effnet-lite0", precision="bf16")
-    assert bf16.id == "effnet-lite0:imagenet-gem3-hsv51bg:bf16"
+    assert bf16.id == "effnet-lite0:imagenet-gem3-hsv51:bf16"
     cos = np.sum(bf16.embed_images(photos) * effnet_fp32.embed_images(photos), axis=1)
     assert cos.min() >= 0.99, cos
 

@@ -54,7 +54,7 @@ FRAME_CHUNK = 8  # frames per forward pass in embed_frames
 FRAME_SHORT = 360  # frames are pooled from a pass at this short side
 GEM_P = 3.0  # generalised-mean exponent of the regional pooling
 COLOR_WEIGHT = 1.0  # weight of the colour histogram against the (unit) network features
-FEATURES = "gem3-hsv51bg"  # what a vector holds (bg: backdrop colours weighted down); in the id
+FEATURES = "gem3-hsv51"  # what a vector holds; part of the embedder id
 
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
 _TOP_FC = {"_fc": "classifier"}
