@@ -149,6 +149,35 @@ def test_index_type_is_chosen_by_size() -> None:
     assert ten_m.factory == "IVF16384,PQ64" and ten_m.code_bytes(512) == 64
 
 
+def _breakdown(flagged: int, wrong: int) -> dict:
+    kind = {"videos": 40, "false_flag_videos": 0}
+    return {
+        "all": {"wrong_character": wrong},
+        "kinds": {"unregistered": {**kind, "false_flag_videos": flagged}, "look-alike": kind},
+    }
+
+
+def test_same_style_precision_targets_count_the_unseen_family() -> None:
+    from bench.run import samestyle_targets
+
+    def targets(first: tuple[int, int], unseen: tuple[int, int] | None) -> list[dict]:
+        """The strangers-flagged and wrong-character targets, in that order."""
+        ss: dict = {"production": _breakdown(*first)}
+        if unseen is not None:
+            ss["unseen_family"] = {"set": {"family_seed": 13}, "production": _breakdown(*unseen)}
+        return [t for t in samestyle_targets(ss) if t["target"].startswith("same style:")]
+
+    rate, wrong = targets((0, 0), None)
+    assert rate["met"] and rate["measured"] == "0.0 per 1,000 (0 of 80)"
+    assert wrong["met"] and wrong["measured"] == "0 videos"
+    # 0 of 80 in the first family, 2 of 80 in the unseen one: 12.5 per 1,000 over both
+    rate, wrong = targets((0, 0), (2, 1))
+    assert not rate["met"] and "family 13: 2 of 80; both: 12.5 per 1,000" in rate["measured"]
+    assert not wrong["met"] and wrong["measured"] == "0 videos (family 13: 1)"
+    rate, _ = targets((1, 0), (0, 0))  # 1 of 160: 6.2 per 1,000, under the bar of 10
+    assert rate["met"] and rate["measured"].startswith("12.5 per 1,000 (1 of 80)")
+
+
 # ---------------------------------------------------------------------------------------------
 # the quick run
 
