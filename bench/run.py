@@ -368,7 +368,7 @@ def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
     prod = ss.get("production") or {}
     kinds = prod.get("kinds", {})
     unseen = (ss.get("unseen_family") or {}).get("production") or {}
-    useen = (ss.get("unseen_family") or {}).get("set", {}).get("family_seed")
+    unseen_seed = (ss.get("unseen_family") or {}).get("set", {}).get("family_seed")
     out: list[dict[str, Any]] = []
     for kind, (plural, rec, prec) in SAMESTYLE_GOALS.items():
         k = kinds.get(kind)
@@ -389,7 +389,7 @@ def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
         uf, uv = _strangers(unseen)
         if uv:
             per = 1000.0 * (flagged + uf) / (videos + uv)
-            measured += f"; family {useen}: {uf} of {uv}; both: {_f(per, 1)} per 1,000"
+            measured += f"; family {unseen_seed}: {uf} of {uv}; both: {_f(per, 1)} per 1,000"
         out.append(
             {
                 "target": "same style: <= 10 of 1,000 unregistered or look-alike videos flagged",
@@ -402,7 +402,7 @@ def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
         measured = f"{wrong} videos"
         uw = (unseen.get("all") or {}).get("wrong_character")
         if uw is not None:
-            measured += f" (family {useen}: {uw})"
+            measured += f" (family {unseen_seed}: {uw})"
             wrong += uw
         out.append(
             {
@@ -440,23 +440,9 @@ def _samestyle_md(ss: dict[str, Any]) -> list[str]:
     for title, b in blocks:
         if not b:
             continue
-        rows = []
-        for name, t in [("all", b["all"]), *b["kinds"].items(), *b["transforms"].items()]:
-            rows.append(
-                [
-                    name,
-                    str(t["videos"]),
-                    _f(t["recall"]),
-                    _f(t["pair_precision"]),
-                    str(t["wrong_character"]),
-                    _f(t["fp_per_1000_negative_videos"], 1),
-                    _f(t["micro_ap"], 3),
-                ]
-            )
         lines += [f"{title}:", ""]
-        lines += _table(
-            ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
-        )
+        named = [("all", b["all"]), *b["kinds"].items(), *b["transforms"].items()]
+        lines += _breakdown_table(named)
         lines.append("")
     lines += _unseen_family_md(ss.get("unseen_family") or {})
     ep = ss.get("estimated_precision")
@@ -483,12 +469,8 @@ def _samestyle_md(ss: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _unseen_family_md(u: dict[str, Any]) -> list[str]:
-    """The unseen family's report seed at the production decision, per kind."""
-    b = u.get("production")
-    if not b:
-        return []
-    s = u.get("set", {})
+def _breakdown_table(named: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """A same-style breakdown's ``(name, figures)`` rows as a table."""
     rows = [
         [
             name,
@@ -499,18 +481,27 @@ def _unseen_family_md(u: dict[str, Any]) -> list[str]:
             _f(t["fp_per_1000_negative_videos"], 1),
             _f(t["micro_ap"], 3),
         ]
-        for name, t in [("all", b["all"]), *b["kinds"].items()]
+        for name, t in named
     ]
-    lines = [
+    return _table(
+        ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
+    )
+
+
+def _unseen_family_md(u: dict[str, Any]) -> list[str]:
+    """The unseen family's report seed at the production decision, per kind."""
+    b = u.get("production")
+    if not b:
+        return []
+    s = u.get("set", {})
+    return [
         f"Another family (family seed {s.get('family_seed')}: eight other characters of the same "
         f"house style, same seed {s.get('seed')}, same production decision), never used for a "
         f"choice; fused micro-AP {_f((u.get('fused') or {}).get('micro_ap'))}:",
         "",
+        *_breakdown_table([("all", b["all"]), *b["kinds"].items()]),
+        "",
     ]
-    lines += _table(
-        ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
-    )
-    return [*lines, ""]
 
 
 def _quality_md(q: dict[str, Any]) -> list[str]:
