@@ -445,6 +445,7 @@ def _samestyle_md(ss: dict[str, Any]) -> list[str]:
         lines += _breakdown_table(named)
         lines.append("")
     lines += _unseen_family_md(ss.get("unseen_family") or {})
+    lines += _ceiling_md(ss)
     ep = ss.get("estimated_precision")
     if ep:
         fitted = ", ".join(f"{n} {t}" for t, n in ep["tune_flags"].items()) or "none"
@@ -486,6 +487,62 @@ def _breakdown_table(named: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return _table(
         ["Videos", "n", "recall", "precision", "wrong character", "FP/1k neg.", "µAP"], rows
     )
+
+
+def _ceiling_md(ss: dict[str, Any]) -> list[str]:
+    """Per positive kind, the best one threshold could do on the report seed itself: the floor
+    that the score's ranking leaves, apart from the choice of threshold."""
+    sets = [(f"seed {(ss.get('set') or {}).get('seed')}", ss)]
+    u = ss.get("unseen_family") or {}
+    if u.get("ceiling"):
+        sets.append((f"family {(u.get('set') or {}).get('family_seed')}", u))
+    rows = []
+    for name, res in sets:
+        kinds = (res.get("production") or {}).get("kinds", {})
+        for signal, per_kind in (res.get("ceiling") or {}).items():
+            for kind, c in per_kind.items():
+
+                def cell(b: dict[str, Any]) -> str:
+                    if b.get("threshold") is None:
+                        return "none"
+                    return (
+                        f"{_f(b['recall'])} (at {_f(b['threshold'], 3)}; "
+                        f"{b['negatives_flagged']} negatives flagged)"
+                    )
+
+                rows.append(
+                    [
+                        name,
+                        kind,
+                        signal,
+                        _f((kinds.get(kind) or {}).get("recall")) if signal == "fused" else "-",
+                        f">= {c['precision_goal']:g}: {cell(c['best'])}",
+                        cell(c["best_all_goals"]),
+                    ]
+                )
+    if not rows:
+        return []
+    return [
+        "The best one threshold could do (chosen on the very videos it is scored on, so an "
+        "upper bound no tuning can pass): per kind, over that kind's videos and every negative "
+        "video, the highest recall at the kind's precision goal, and with every same-style goal "
+        "at once (no wrong character, at most 10 of 1,000 strangers and look-alikes flagged). "
+        "`fused` is the matcher's ranking (flags above non-flags), `embedding` the embedding "
+        "signal's score alone:",
+        "",
+        *_table(
+            [
+                "Set",
+                "kind",
+                "score",
+                "recall (production)",
+                "best recall at precision goal",
+                "best recall, every goal",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def _unseen_family_md(u: dict[str, Any]) -> list[str]:
@@ -880,7 +937,8 @@ def main(argv: list[str] | None = None) -> int:
                             family_seed=UNSEEN_FAMILY_SEED,
                         )
                         ss["unseen_family"] = {
-                            k: other[k] for k in ("set", "fused", "production", "seconds")
+                            k: other[k]
+                            for k in ("set", "fused", "production", "ceiling", "seconds")
                         }
                     results["samestyle"] = ss
                 elif section == "quality":

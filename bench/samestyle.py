@@ -311,6 +311,67 @@ def _breakdown(rows: Sequence[q.PairRow], thr: float | None) -> dict[str, Any]:
     return out
 
 
+CEILING_SIGNALS = ("fused", "embedding")
+CEILING_GOALS = {COPY: 0.98, NEW: 0.95}  # the precision goals of the positive kinds
+STRANGER_KINDS = (UNREGISTERED, LOOKALIKE)
+MAX_STRANGERS_PER_1000 = 10.0
+
+
+def ceiling(rows: Sequence[q.PairRow], signal: str = "fused") -> dict[str, Any]:
+    """What any one threshold on ``signal``'s score could reach on these very rows, per
+    positive kind: an upper bound on a threshold's choice (chosen on the videos it is scored
+    on), so that the floor left by the score's ranking shows apart from the threshold.
+
+    Per kind, over that kind's videos and every negative video: ``best_recall`` (videos whose
+    character is flagged) at pair precision >= the kind's goal, and ``best_recall_all_goals``
+    with no wrong character and at most 10 of 1,000 strangers (unregistered members and
+    look-alikes) flagged as well; each with its threshold and the negative videos flagged."""
+    by_video: dict[str, list[q.PairRow]] = {}
+    for r in rows:
+        if signal in r.scores:
+            by_video.setdefault(r.video, []).append(r)
+    out: dict[str, Any] = {}
+    for kind, goal in CEILING_GOALS.items():
+        vids = [v for v, rs in by_video.items() if rs[0].kind == kind]
+        negs = [v for v, rs in by_video.items() if rs[0].negative_video]
+        if not vids:
+            continue
+        strangers = sum(by_video[v][0].kind in STRANGER_KINDS for v in negs)
+        cands = sorted({r.scores[signal] for v in vids + negs for r in by_video[v]}, reverse=True)
+        best: dict[str, Any] = {"recall": 0.0, "threshold": None, "negatives_flagged": 0}
+        best_all = dict(best)
+        for t in cands:
+            tp = fp = found = wrong = 0
+            for v in vids:
+                hits = [r for r in by_video[v] if r.scores[signal] >= t]
+                found += any(r.label for r in hits)
+                wrong += any(not r.label for r in hits)
+                tp += sum(r.label for r in hits)
+                fp += sum(not r.label for r in hits)
+            flagged = [v for v in negs if any(r.scores[signal] >= t for r in by_video[v])]
+            fp += sum(1 for v in negs for r in by_video[v] if r.scores[signal] >= t)
+            if not tp or tp / (tp + fp) < goal:
+                continue
+            here = {
+                "recall": round(found / len(vids), 4),
+                "threshold": round(float(t), 4),
+                "negatives_flagged": len(flagged),
+            }
+            if here["recall"] > best["recall"]:
+                best = here
+            n_str = sum(by_video[v][0].kind in STRANGER_KINDS for v in flagged)
+            per = 1000.0 * n_str / strangers if strangers else 0.0
+            if not wrong and per <= MAX_STRANGERS_PER_1000 and here["recall"] > best_all["recall"]:
+                best_all = here
+        out[KIND_LABELS[kind]] = {
+            "videos": len(vids),
+            "precision_goal": goal,
+            "best": best,
+            "best_all_goals": best_all,
+        }
+    return out
+
+
 def _score_set(
     work: Path, seed: int, quick: bool, embedder_spec: str, workers: int, family_seed: int,
     reuse: bool = False,
@@ -379,6 +440,7 @@ def run_samestyle(
         },
         "fused": fused,
         "production": _breakdown(rows, None),
+        "ceiling": {sig: ceiling(rows, sig) for sig in CEILING_SIGNALS},
         "signals": {s: q._signal_metrics(rows, s) for s in q.SIGNALS if s in rows[0].scores}
         if rows
         else {},

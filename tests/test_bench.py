@@ -178,6 +178,40 @@ def test_same_style_precision_targets_count_the_unseen_family() -> None:
     assert rate["met"] and rate["measured"].startswith("12.5 per 1,000 (1 of 80)")
 
 
+def test_the_ceiling_is_the_best_single_threshold_per_kind() -> None:
+    from bench.quality import PairRow
+    from bench.samestyle import ceiling
+
+    def video(name: str, kind: str, truth: str | None, a: float, b: float) -> list[PairRow]:
+        common = {"video": name, "transform": "reencode", "group": "easy", "kind": kind}
+        return [
+            PairRow(
+                **common,
+                character=c,
+                label=c == truth,
+                negative_video=truth is None,
+                scores={"fused": score},
+                decisions={"fused": False},
+            )
+            for c, score in (("A", a), ("B", b))
+        ]
+
+    rows = [r for i in range(19) for r in video(f"new{i}", "render", "A", 0.8, 0.1)]
+    rows += video("new19", "render", "B", 0.2, 0.7)  # found only below the stranger's score
+    rows += video("stranger", "unregistered", None, 0.75, 0.1)
+    rows += video("scene", "scene", None, 0.05, 0.05)
+    rows += video("copy", "art", "A", 0.99, 0.3)
+    c = ceiling(rows)
+    new, copy = c["new drawing"], c["copy"]
+    # at 0.7: 20 right pairs, the stranger's wrong one: precision 20/21 >= 0.95, recall 1.0
+    assert new["best"] == {"recall": 1.0, "threshold": 0.7, "negatives_flagged": 1}
+    # with at most 10 of 1,000 strangers flagged, 0.8 is the lowest threshold: 19 of 20
+    assert new["best_all_goals"] == {"recall": 0.95, "threshold": 0.8, "negatives_flagged": 0}
+    # the copy is ranked against the negatives alone, not against the new drawings
+    assert copy["best"] == {"recall": 1.0, "threshold": 0.99, "negatives_flagged": 0}
+    assert copy["videos"] == 1 and new["videos"] == 20
+
+
 # ---------------------------------------------------------------------------------------------
 # the quick run
 
