@@ -29,6 +29,8 @@ from typing import Any
 
 from PIL import Image
 
+from bench.samestyle import GOALS, KIND_LABELS, MAX_STRANGERS_PER_1000, STRANGER_KINDS
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("samestyle", "quality", "throughput", "registry", "index", "cluster", "desk")
 INDEX_RUNS_FULL = (
@@ -348,17 +350,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-SAMESTYLE_GOALS = {  # kind: (plural, recall, precision) goals of the production decision
-    "copy": ("copies", 0.95, 0.98),
-    "new drawing": ("new drawings", 0.80, 0.95),
-}
-SAMESTYLE_MAX_FP_PER_1000 = 10.0  # negatives showing same-style strangers or look-alikes
+SAMESTYLE_PLURALS = {"copy": "copies", "new drawing": "new drawings"}
 
 
 def _strangers(prod: dict[str, Any]) -> tuple[int, int]:
     """``(flagged, videos)`` of a breakdown's unregistered and look-alike videos."""
     kinds = prod.get("kinds", {})
-    strangers = [kinds[k] for k in ("unregistered", "look-alike") if k in kinds]
+    strangers = [kinds[KIND_LABELS[k]] for k in STRANGER_KINDS if KIND_LABELS[k] in kinds]
     return sum(k["false_flag_videos"] for k in strangers), sum(k["videos"] for k in strangers)
 
 
@@ -370,7 +368,9 @@ def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
     unseen = (ss.get("unseen_family") or {}).get("production") or {}
     unseen_seed = (ss.get("unseen_family") or {}).get("set", {}).get("family_seed")
     out: list[dict[str, Any]] = []
-    for kind, (plural, rec, prec) in SAMESTYLE_GOALS.items():
+    for key, (rec, prec) in GOALS.items():
+        kind = KIND_LABELS[key]
+        plural = SAMESTYLE_PLURALS[kind]
         k = kinds.get(kind)
         if not k:
             continue
@@ -394,7 +394,7 @@ def samestyle_targets(ss: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": "same style: <= 10 of 1,000 unregistered or look-alike videos flagged",
                 "measured": measured,
-                "met": per <= SAMESTYLE_MAX_FP_PER_1000,
+                "met": per <= MAX_STRANGERS_PER_1000,
             }
         )
     wrong = (prod.get("all") or {}).get("wrong_character")
